@@ -1,0 +1,1 @@
+"""Training: trainer loop, optimizers, sharding, checkpoints, logging."""

@@ -1,0 +1,114 @@
+"""The bert_jax checkpoint directory: what encode, fine-tuning and init read.
+
+Layout of a *pretrained directory* (written by ``convert from-hf`` and by
+``save_pretrained``)::
+
+  DIR/model_config.json   the ModelConfig (json)
+  DIR/params/             orbax StandardCheckpointer: {'bert': ..., heads...}
+  DIR/tokenizer/          vocab.txt or spiece.model, and tokenizer_config.json
+
+A pretraining or fine-tuning *workdir* is also accepted wherever a checkpoint
+directory is: it holds ``model_config.json`` and ``tokenizer/`` at the top and
+the train state in ``checkpoints/<step>/state``; the latest step is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from bert_jax.models import encoder as encoder_lib
+from bert_jax.models.config import ModelConfig
+
+MODEL_CONFIG = 'model_config.json'
+PARAMS = 'params'
+TOKENIZER = 'tokenizer'
+CHECKPOINTS = 'checkpoints'
+
+
+def save_model_config(directory: str, config: ModelConfig) -> None:
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, MODEL_CONFIG), 'w') as f:
+    f.write(config.to_json())
+
+
+def load_model_config(directory: str) -> ModelConfig:
+  path = os.path.join(directory, MODEL_CONFIG)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f'{path} not found: {directory!r} is not a bert_jax checkpoint '
+        'directory (expected model_config.json, params/ or checkpoints/).')
+  with open(path) as f:
+    return ModelConfig.from_dict(json.load(f))
+
+
+def save_pretrained(directory: str, params: Any, config: ModelConfig,
+                    tokenizer: Any | None = None) -> None:
+  """Writes params (unboxed pytree), model config and tokenizer to DIRECTORY."""
+  directory = os.path.abspath(directory)
+  save_model_config(directory, config)
+  if tokenizer is not None:
+    tokenizer.save(os.path.join(directory, TOKENIZER))
+  params = jax.tree.map(np.asarray, nn.meta.unbox(params))
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(directory, PARAMS), params, force=True)
+
+
+def _latest_step_dir(directory: str) -> str | None:
+  root = os.path.join(directory, CHECKPOINTS)
+  if not os.path.isdir(root):
+    return None
+  steps = [int(d) for d in os.listdir(root) if d.isdigit()]
+  return os.path.join(root, str(max(steps))) if steps else None
+
+
+def load_params(directory: str) -> dict[str, Any]:
+  """Params (numpy pytree) of a pretrained directory or a training workdir."""
+  directory = os.path.abspath(directory)
+  params_dir = os.path.join(directory, PARAMS)
+  if os.path.isdir(params_dir):
+    with ocp.StandardCheckpointer() as ckptr:
+      return ckptr.restore(params_dir)
+  step_dir = _latest_step_dir(directory)
+  if step_dir is None:
+    raise FileNotFoundError(
+        f'No params in {directory!r}: expected {params_dir} or a step folder '
+        f'under {os.path.join(directory, CHECKPOINTS)}.')
+  with ocp.StandardCheckpointer() as ckptr:
+    state = ckptr.restore(os.path.join(step_dir, 'state'))
+  return state['params']
+
+
+def tokenizer_dir(directory: str) -> str:
+  path = os.path.join(os.path.abspath(directory), TOKENIZER)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'No tokenizer in {directory!r}: {path} is missing.')
+  return path
+
+
+def encoder_params_for(params: dict[str, Any], config: ModelConfig,
+                       scan_layers: bool) -> dict[str, Any]:
+  """Re-lays the encoder ('bert') params for scanned or unrolled layers."""
+  bert = params['bert']
+  if 'layers' in bert and not scan_layers:
+    bert = encoder_lib.unstack_layers(bert, config.num_layers)
+  elif 'layers' not in bert and scan_layers:
+    bert = encoder_lib.stack_layers(bert, config.num_layers)
+  return {**params, 'bert': bert}
+
+
+def load_pretrained(directory: str, scan_layers: bool | None = None
+                    ) -> tuple[dict[str, Any], ModelConfig]:
+  """Loads (params, model_config); optionally re-lays layers for scan or not."""
+  config = load_model_config(directory)
+  params = load_params(directory)
+  if scan_layers is not None and scan_layers != config.scan_layers:
+    params = encoder_params_for(params, config, scan_layers)
+    config = config.replace(scan_layers=scan_layers)
+  return params, config
