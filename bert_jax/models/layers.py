@@ -129,6 +129,37 @@ def attention_mask_4d(attention_mask_BL: Array) -> Array:
   return same & (m[:, None, None, :] > 0)
 
 
+class Projection(nn.Module):
+  """x @ kernel over the last ``contract`` dims of x (a DenseGeneral).
+
+  Written out because flax's DenseGeneral initialises a flattened kernel,
+  which breaks logically partitioned initialisers under a mesh.
+  """
+  kernel_shape: tuple[int, ...]
+  kernel_axes: tuple[str, ...]
+  contract: int
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    c = self.config
+    kernel = self.param('kernel', kernel_init(c, self.kernel_axes),
+                        self.kernel_shape, dtype_of(c.param_dtype))
+    dtype = dtype_of(c.dtype)
+    # dtype change: parameters (param_dtype) are cast to the compute dtype.
+    x = x.astype(dtype)
+    kernel = kernel.astype(dtype)
+    n = self.contract
+    y = jax.lax.dot_general(
+        x, kernel, (((tuple(range(x.ndim - n, x.ndim))), tuple(range(n))), ((), ())))
+    if c.use_bias:
+      out_shape = self.kernel_shape[n:]
+      bias = self.param('bias', zeros_init(self.kernel_axes[n:]), out_shape,
+                        dtype_of(c.param_dtype))
+      y = y + bias.astype(dtype)
+    return y
+
+
 class SelfAttention(nn.Module):
   """Multi-head self-attention through ``jax.nn.dot_product_attention``."""
   config: ModelConfig
@@ -140,11 +171,10 @@ class SelfAttention(nn.Module):
     dtype, pdtype = dtype_of(c.dtype), dtype_of(c.param_dtype)
 
     def proj(name):
-      return nn.DenseGeneral(
-          features=(c.num_heads, c.head_dim), axis=-1, use_bias=c.use_bias,
-          dtype=dtype, param_dtype=pdtype,
-          kernel_init=kernel_init(c, ('embed', 'heads', 'kv')),
-          bias_init=zeros_init(('heads', 'kv')), name=name)(x_BLD)
+      return Projection(
+          kernel_shape=(c.hidden_size, c.num_heads, c.head_dim),
+          kernel_axes=('embed', 'heads', 'kv'), contract=1, config=c,
+          name=name)(x_BLD)
 
     q_BLHK, k_BLHK, v_BLHK = proj('query'), proj('key'), proj('value')
     q_BLHK = constrain(q_BLHK, ('batch', 'length', 'heads', 'kv'))
@@ -176,11 +206,10 @@ class SelfAttention(nn.Module):
           q_BLHK, k_BLHK, v_BLHK,
           bias=None if bias is None else bias.astype(q_BLHK.dtype),
           mask=mask_B1LL)
-    out_BLD = nn.DenseGeneral(
-        features=c.hidden_size, axis=(-2, -1), use_bias=c.use_bias,
-        dtype=dtype, param_dtype=pdtype,
-        kernel_init=kernel_init(c, ('heads', 'kv', 'embed')),
-        bias_init=zeros_init(('embed',)), name='out')(out_BLHK)
+    out_BLD = Projection(
+        kernel_shape=(c.num_heads, c.head_dim, c.hidden_size),
+        kernel_axes=('heads', 'kv', 'embed'), contract=2, config=c,
+        name='out')(out_BLHK)
     return constrain(out_BLD, ('batch', 'length', 'embed'))
 
 

@@ -1,0 +1,85 @@
+"""Everything the pretraining run reads, assembled from the config.
+
+corpus -> held-out split -> tokenizer (given, or trained into the workdir and
+reused on restart) -> tokenized documents -> fixed-shape examples. Small
+corpora are built here in memory; large ones are prepared offline with
+``python -m bert_jax.data.prepare`` and read from ``data.prepared_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from bert_jax.data import corpora
+from bert_jax.data import pretraining as examples_lib
+
+
+@dataclasses.dataclass
+class PretrainInputs:
+  tokenizer: Any
+  train: Any            # dict of np arrays [N, ...] or a grain data source
+  eval: dict[str, np.ndarray] | None
+  stats: dict[str, float]
+
+
+def _tokenizer(data: Any, workdir: str, train_docs: list[list[str]]):
+  from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
+  from bert_jax.text.train_tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
+  if data.tokenizer:
+    return load_tokenizer(data.tokenizer)
+  out_dir = os.path.join(workdir, 'tokenizer')
+  if os.path.exists(os.path.join(out_dir, 'tokenizer_config.json')):
+    logging.info('Reusing the tokenizer trained earlier in %s', out_dir)
+    return load_tokenizer(out_dir)
+  t0 = time.perf_counter()
+  tok = train_tokenizer(data.tokenizer_kind,
+                        (s for d in train_docs for s in d),
+                        data.tokenizer_vocab_size, out_dir,
+                        do_lower_case=data.lowercase)
+  logging.info('Trained a %s tokenizer (%d pieces) in %.1fs into %s',
+               data.tokenizer_kind, tok.vocab_size, time.perf_counter() - t0,
+               out_dir)
+  return tok
+
+
+def _examples(docs, tokenizer, data: Any, seed: int, dupe_factor: int):
+  token_docs = examples_lib.documents_to_token_docs(docs, tokenizer)
+  return examples_lib.create_examples(
+      token_docs, max_seq_length=data.max_seq_length, objective=data.objective,
+      short_seq_prob=data.short_seq_prob, dupe_factor=dupe_factor, seed=seed,
+      cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+
+
+def build(data: Any, workdir: str, seed: int) -> PretrainInputs:
+  """Builds tokenizer and train/eval examples as ``config.data`` says."""
+  t0 = time.perf_counter()
+  if data.prepared_dir:
+    from bert_jax.data import prepare  # pylint: disable=g-import-not-at-top
+    from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
+    if not data.tokenizer:
+      raise ValueError('data.prepared_dir needs data.tokenizer: the tokenizer '
+                       'the shards were prepared with.')
+    tok = load_tokenizer(data.tokenizer)
+    train = prepare.load_prepared(data.prepared_dir)
+    return PretrainInputs(tok, train, None, {'prepare_seconds': 0.0})
+  docs = list(corpora.load_corpus(data.corpus, data.max_documents or None))
+  train_docs, eval_docs = corpora.split_documents(docs, data.eval_fraction, seed)
+  if not train_docs:
+    raise ValueError(f'Corpus {data.corpus!r} gave no training documents.')
+  tok = _tokenizer(data, workdir, train_docs)
+  train = _examples(train_docs, tok, data, seed, data.dupe_factor)
+  ev = _examples(eval_docs, tok, data, seed + 1, 1) if eval_docs else None
+  stats = {
+      'documents': len(docs), 'eval_documents': len(eval_docs),
+      'train_examples': len(train['input_ids']),
+      'eval_examples': 0 if ev is None else len(ev['input_ids']),
+      'padding_fraction': examples_lib.padding_fraction(train),
+      'prepare_seconds': time.perf_counter() - t0,
+  }
+  return PretrainInputs(tok, train, ev, stats)

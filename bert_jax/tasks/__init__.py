@@ -1,0 +1,1 @@
+"""One module per task family: data -> head -> loss -> metrics."""

@@ -1,0 +1,178 @@
+"""WordPiece tokenizer (the original BERT vocabulary type), via `tokenizers`.
+
+The pipeline is the one Hugging Face's BertTokenizer builds: BertNormalizer
+(clean-up, optional lower-casing and accent stripping, spaces around CJK
+characters), BertPreTokenizer (split on whitespace and punctuation), then
+greedy longest-match WordPiece with `##` continuation pieces. Matching it
+piece for piece is what lets checkpoints converted from Hugging Face see the
+inputs they were trained on.
+"""
+
+from collections.abc import Sequence
+import os
+import shutil
+
+import tokenizers
+from tokenizers import decoders
+from tokenizers import models
+from tokenizers import normalizers
+from tokenizers import pre_tokenizers
+
+from bert_jax.text import base
+
+VOCAB_FILE = 'vocab.txt'
+PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+# BERT's limit: longer words become a single [UNK] rather than many pieces.
+MAX_CHARS_PER_WORD = 100
+
+
+def renumber_words(word_ids: Sequence[int | None]) -> list[int]:
+  """Numbers words 0, 1, ... in order, a new word wherever the id changes.
+
+  `tokenizers` numbers words per pre-tokenized segment; renumbering on change
+  keeps indices contiguous even if a version restarts them around added
+  tokens such as `[MASK]` typed into the text.
+  """
+  out, current, prev = [], -1, object()
+  for w in word_ids:
+    if w is None or w != prev:
+      current += 1
+    out.append(current)
+    prev = w
+  return out
+
+
+class WordPieceTokenizer(base.Tokenizer):
+  """BERT's WordPiece tokenizer, matching Hugging Face's BertTokenizer.
+
+  Special tokens `[PAD] [UNK] [CLS] [SEP] [MASK]` must be in the vocabulary.
+  As in Hugging Face, those strings typed into raw text are matched as the
+  special tokens themselves.
+  """
+
+  kind = 'wordpiece'
+
+  def __init__(self,
+               vocab_file: str,
+               do_lower_case: bool = True,
+               strip_accents: bool | None = None,
+               tokenize_chinese_chars: bool = True):
+    """Loads a vocabulary.
+
+    Args:
+      vocab_file: A BERT vocab.txt, one piece per line, the line number is the
+        id.
+      do_lower_case: Lower-case text first (uncased models).
+      strip_accents: Remove accents; None follows `do_lower_case`, as BERT does.
+      tokenize_chinese_chars: Put spaces around CJK characters so each is a
+        word.
+
+    Raises:
+      FileNotFoundError: If `vocab_file` does not exist.
+      ValueError: If a special token is missing from the vocabulary.
+    """
+    if not os.path.isfile(vocab_file):
+      raise FileNotFoundError(f'WordPiece vocabulary not found: {vocab_file}')
+    self.vocab_file = vocab_file
+    self._do_lower_case = do_lower_case
+    self.strip_accents = strip_accents
+    self.tokenize_chinese_chars = tokenize_chinese_chars
+    vocab = models.WordPiece.read_file(vocab_file)
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+      raise ValueError(
+          f'WordPiece vocabulary {vocab_file} lacks special tokens {missing}; '
+          f'it needs all of {list(SPECIAL_TOKENS)}')
+    self._ids = {t: vocab[t] for t in SPECIAL_TOKENS}
+    self.special_ids = frozenset(self._ids.values())
+    tok = tokenizers.Tokenizer(models.WordPiece(
+        vocab, unk_token=UNK, max_input_chars_per_word=MAX_CHARS_PER_WORD))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=tokenize_chinese_chars,
+        strip_accents=strip_accents,
+        lowercase=do_lower_case)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix='##')
+    # Registered as special so they are never split or lower-cased, and
+    # `decode(skip_special_tokens=True)` drops them, as in Hugging Face.
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    # Specials are added by `encode` itself, which owns truncation.
+    tok.post_processor = None
+    self._tok = tok
+
+  @property
+  def vocab_size(self) -> int:
+    return self._tok.get_vocab_size(with_added_tokens=True)
+
+  @property
+  def pad_id(self) -> int:
+    return self._ids[PAD]
+
+  @property
+  def unk_id(self) -> int:
+    return self._ids[UNK]
+
+  @property
+  def cls_id(self) -> int:
+    return self._ids[CLS]
+
+  @property
+  def sep_id(self) -> int:
+    return self._ids[SEP]
+
+  @property
+  def mask_id(self) -> int:
+    return self._ids[MASK]
+
+  @property
+  def do_lower_case(self) -> bool:
+    return self._do_lower_case
+
+  def tokenize(self, text: str) -> list[str]:
+    return self._tok.encode(text, add_special_tokens=False).tokens
+
+  def encode_words(self, text: str) -> tuple[list[int], list[int]]:
+    enc = self._tok.encode(text, add_special_tokens=False)
+    return enc.ids, renumber_words(enc.word_ids)
+
+  def encode_words_batch(
+      self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    # The Rust side splits a batch across threads.
+    encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
+    return [(e.ids, renumber_words(e.word_ids)) for e in encs]
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+    return self._tok.decode([int(i) for i in ids],
+                            skip_special_tokens=skip_special_tokens)
+
+  def id_to_token(self, i: int) -> str:
+    token = self._tok.id_to_token(int(i))
+    if token is None:
+      raise ValueError(
+          f'id {i} is out of range for a vocabulary of {self.vocab_size}')
+    return token
+
+  def token_to_id(self, t: str) -> int:
+    i = self._tok.token_to_id(t)
+    return self.unk_id if i is None else i
+
+  def save(self, directory: str) -> None:
+    """Writes vocab.txt and tokenizer_config.json.
+
+    The config also carries Hugging Face's keys, so the folder loads with
+    `transformers.BertTokenizer.from_pretrained` too.
+    """
+    os.makedirs(directory, exist_ok=True)
+    target = os.path.join(directory, VOCAB_FILE)
+    if not (os.path.exists(target) and os.path.samefile(self.vocab_file,
+                                                        target)):
+      shutil.copyfile(self.vocab_file, target)
+    self._write_config(
+        directory,
+        strip_accents=self.strip_accents,
+        tokenize_chinese_chars=self.tokenize_chinese_chars,
+        tokenizer_class='BertTokenizer',
+        pad_token=PAD, unk_token=UNK, cls_token=CLS, sep_token=SEP,
+        mask_token=MASK)

@@ -1,0 +1,85 @@
+"""Metrics out: TensorBoard (WORKDIR/tb), WORKDIR/metrics.jsonl, and a console
+progress line. Only process 0 writes; other processes get a no-op writer."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+from absl import logging
+
+
+def _plain(v: Any) -> Any:
+  try:
+    return float(v)
+  except (TypeError, ValueError):
+    return v
+
+
+class MetricsWriter:
+  """Writes one JSON object per (step, split) and the same scalars to TB."""
+
+  def __init__(self, workdir: str, enabled: bool | None = None):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self._tb = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, 'tb'))
+
+  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    record = {'step': int(step), 'split': split}
+    record.update({k: _plain(v) for k, v in sorted(metrics.items())})
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    for k, v in record.items():
+      if k not in ('step', 'split') and isinstance(v, float) and math.isfinite(v):
+        self._tb.add_scalar(f'{split}/{k}', v, step)
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Progress:
+  """Console line: step, loss, steps/s, tokens/s, ETA."""
+
+  def __init__(self, total_steps: int, start_step: int):
+    self.total = total_steps
+    self.last_step = start_step
+    self.last_time = time.perf_counter()
+
+  def rates(self, step: int, tokens: float) -> tuple[float, float]:
+    now = time.perf_counter()
+    dt = max(now - self.last_time, 1e-9)
+    steps = step - self.last_step
+    self.last_step, self.last_time = step, now
+    return steps / dt, tokens / dt
+
+  def line(self, step: int, loss: float, steps_per_sec: float,
+           tokens_per_sec: float) -> str:
+    eta = (self.total - step) / max(steps_per_sec, 1e-9)
+    return (f'step {step}/{self.total} | loss {loss:.4f} | '
+            f'{steps_per_sec:.2f} steps/s | {tokens_per_sec:,.0f} tok/s | '
+            f'ETA {_fmt_time(eta)}')
+
+
+def _fmt_time(seconds: float) -> str:
+  seconds = int(seconds)
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+def log_line(text: str) -> None:
+  if jax.process_index() == 0:
+    logging.info(text)
+    print(text, flush=True)

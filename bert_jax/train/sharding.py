@@ -1,0 +1,103 @@
+"""Device mesh, logical axis rules, and the shardings of state and batches.
+
+The models name logical axes only; this module maps them onto a mesh with
+axes ``(data, fsdp, tensor)``. Rules are priority-ordered (flax resolves a
+logical name with the first rule whose mesh axes are still free in that
+array), so ``batch`` taking ``(data, fsdp)`` first keeps activations from
+also sharding ``embed`` over ``fsdp`` while parameters (which have no batch
+dimension) do get FSDP on ``embed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
+
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ('batch', ('data', 'fsdp')),
+    ('vocab', 'tensor'),
+    ('heads', 'tensor'),
+    ('mlp', 'tensor'),
+    ('embed_out', 'tensor'),
+    ('embed', 'fsdp'),
+    ('kv', None),
+    ('length', None),
+    ('layers', None),
+    ('embed_in', None),
+)
+
+
+def mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, int, int]:
+  """Resolves (data, fsdp, tensor) sizes; one may be -1 (= the rest)."""
+  sizes = [int(mesh_config[a]) for a in MESH_AXES]
+  if sizes.count(-1) > 1:
+    raise ValueError(f'At most one of mesh.{MESH_AXES} may be -1, got {sizes}.')
+  known = int(np.prod([s for s in sizes if s != -1]))
+  if any(s == 0 or s < -1 for s in sizes):
+    raise ValueError(f'mesh sizes must be positive or -1, got {dict(zip(MESH_AXES, sizes))}.')
+  if -1 in sizes:
+    if num_devices % known:
+      raise ValueError(
+          f'mesh {dict(zip(MESH_AXES, sizes))} does not divide the '
+          f'{num_devices} devices.')
+    sizes[sizes.index(-1)] = num_devices // known
+  if int(np.prod(sizes)) != num_devices:
+    raise ValueError(
+        f'mesh {dict(zip(MESH_AXES, sizes))} has {int(np.prod(sizes))} '
+        f'devices but {num_devices} are available.')
+  return tuple(sizes)
+
+
+def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A Mesh with Auto axes (Flax logical constraints need Auto, not Explicit)."""
+  devices = list(devices if devices is not None else jax.devices())
+  shape = mesh_shape(mesh_config, len(devices))
+  try:
+    from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
+    device_array = mesh_utils.create_device_mesh(shape, devices=devices)
+  except Exception:  # Fake CPU devices or odd topologies: plain reshape.
+    device_array = np.asarray(devices).reshape(shape)
+  return Mesh(device_array, MESH_AXES)
+
+
+def rules_from_config(rules: Any | None) -> tuple[tuple[str, Any], ...]:
+  if not rules:
+    return DEFAULT_RULES
+  out = []
+  for name, axes in rules:
+    out.append((name, tuple(axes) if isinstance(axes, list) else axes))
+  return tuple(out)
+
+
+def logical_shardings(mesh: Mesh, boxed_tree: Any, rules) -> Any:
+  """NamedShardings for a tree of (possibly) LogicallyPartitioned leaves."""
+  specs = nn.get_partition_spec(boxed_tree)
+  mesh_specs = nn.logical_to_mesh(specs, rules)
+  return jax.tree.map(lambda s: NamedSharding(mesh, s), mesh_specs,
+                      is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batch-major arrays are split over data and fsdp."""
+  return NamedSharding(mesh, PartitionSpec(('data', 'fsdp')))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Process-local host batch -> global jax.Arrays sharded over the batch axes."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in batch.items()}
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+  return mesh.shape['data'] * mesh.shape['fsdp']

@@ -1,0 +1,152 @@
+"""Train state, sharded initialisation, and the jitted train and eval steps.
+
+The step follows the flax lm1b / nanodo pattern: ``eval_shape`` -> logical
+partition specs -> mesh shardings -> ``jax.jit(init, out_shardings=...)``;
+the train step is jitted with explicit in/out shardings and donates the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from bert_jax.tasks.base import Task, combine
+from bert_jax.train import sharding
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: Array
+  params: Any
+  opt_state: Any
+
+
+def _boxed_state(task: Task, tx: optax.GradientTransformation, rng: Array,
+                 batch_size: int) -> TrainState:
+  dummy = task.dummy_batch(batch_size)
+  variables = task.model.init({'params': rng, 'dropout': rng}, dummy)
+  params = variables['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params))
+
+
+def state_shardings(task: Task, tx, mesh, rules, batch_size: int = 1):
+  """(abstract unboxed state, NamedSharding tree) without allocating anything."""
+  abstract = jax.eval_shape(
+      lambda r: _boxed_state(task, tx, r, batch_size), jax.random.key(0))
+  shardings = sharding.logical_shardings(mesh, abstract, rules)
+  return strip_boxes(abstract), shardings
+
+
+def strip_boxes(tree: Any) -> Any:
+  """Unboxes logical-partitioning metadata without applying constraints."""
+  return jax.tree.map(lambda x: x.value if isinstance(x, nn.Partitioned) else x,
+                      tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def init_state(task: Task, tx, mesh, rules, rng: Array,
+               init_params: Any | None = None) -> tuple[TrainState, Any]:
+  """Initialises the sharded train state (optionally from given params)."""
+  _, shardings = state_shardings(task, tx, mesh, rules)
+
+  def init_fn(r):
+    state = nn.meta.unbox(_boxed_state(task, tx, r, 1))
+    if init_params is not None:
+      # Sub-trees the checkpoint lacks (e.g. a new head) keep their fresh init.
+      params = {**state.params, **init_params}
+      state = state.replace(params=params, opt_state=tx.init(params))
+    return state
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    state = jax.jit(init_fn, out_shardings=shardings)(rng)
+  return state, shardings
+
+
+def _split_micro(batch: dict[str, Array], k: int) -> dict[str, Array]:
+  # [B, ...] -> [k, B/k, ...] taking rows j*k + i for micro-batch i, so each
+  # device's contiguous shard of rows stays on that device.
+  def split(x):
+    x = x.reshape((x.shape[0] // k, k) + x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+  return jax.tree.map(split, batch)
+
+
+def make_train_step(task: Task, tx: optax.GradientTransformation,
+                    schedule: Callable[[Array], Array], grad_accum_steps: int
+                    ) -> Callable[[TrainState, dict[str, Array], Array],
+                                  tuple[TrainState, dict[str, Array]]]:
+  """train_step(state, batch, base_rng) -> (state, metrics)."""
+
+  def micro_loss(params, micro, rng, norms):
+    sums = task.sums(params, micro, rng, True)
+    loss = sum(sums[k] / jnp.maximum(norms[k], 1.0) for k in task.loss_keys)
+    return loss, sums
+
+  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+  def train_step(state: TrainState, batch, base_rng):
+    rng = jax.random.fold_in(base_rng, state.step)
+    prep_rng, drop_rng = jax.random.split(rng)
+    batch = task.prepare(batch, prep_rng, True)
+    norms = task.normalizers(batch)
+    if grad_accum_steps == 1:
+      (_, sums), grads = grad_fn(state.params, batch, drop_rng, norms)
+    else:
+      micro = _split_micro(batch, grad_accum_steps)
+
+      def body(carry, xs):
+        g_acc, s_acc = carry
+        mb, i = xs
+        (_, s), g = grad_fn(state.params, mb, jax.random.fold_in(drop_rng, i),
+                            norms)
+        return (jax.tree.map(jnp.add, g_acc, g),
+                jax.tree.map(jnp.add, s_acc, s)), None
+
+      zeros_g = jax.tree.map(jnp.zeros_like, state.params)
+      zeros_s = jax.eval_shape(
+          lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], micro),
+                          drop_rng, norms)[0][1])
+      zeros_s = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros_s)
+      (grads, sums), _ = jax.lax.scan(
+          body, (zeros_g, zeros_s), (micro, jnp.arange(grad_accum_steps)))
+    _, metrics = combine(sums, norms, task.loss_keys)
+    metrics['grad_norm'] = optax.global_norm(grads)
+    metrics['learning_rate'] = schedule(state.step)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(task: Task) -> Callable[..., tuple[dict, dict]]:
+  """eval_step(params, batch, rng) -> (sums, norms), to be summed on host."""
+
+  def eval_step(params, batch, rng):
+    batch = task.prepare(batch, rng, False)
+    return task.sums(params, batch, rng, False), task.normalizers(batch)
+
+  return eval_step
+
+
+def jit_steps(task: Task, tx, schedule, mesh, rules, state_sh,
+              grad_accum_steps: int = 1):
+  """The jitted (train_step, eval_step) with explicit shardings."""
+  batch_sh = sharding.batch_sharding(mesh)
+  repl = sharding.replicated(mesh)
+  train = jax.jit(make_train_step(task, tx, schedule, grad_accum_steps),
+                  in_shardings=(state_sh, batch_sh, repl),
+                  out_shardings=(state_sh, repl), donate_argnums=0)
+  evaluate = jax.jit(make_eval_step(task),
+                     in_shardings=(state_sh.params, batch_sh, repl),
+                     out_shardings=(repl, repl))
+  return train, evaluate

@@ -1,0 +1,72 @@
+"""Config pieces shared by pretrain.py and finetune.py: argument parsing and
+the groups every run has (model, optim, train, mesh, ckpt)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from bert_jax.models.config import SIZES, ModelConfig
+
+
+def parse_arg(arg: str | None, known: dict[str, tuple[str, ...] | None]) -> dict[str, str | bool]:
+  """'size=tiny,objective=mlm,runlocal' -> dict; unknown keys/values fail loudly.
+
+  ``known`` maps each key to its valid values (None = any value; () = a flag).
+  """
+  out: dict[str, str | bool] = {}
+  for part in filter(None, (arg or '').split(',')):
+    key, _, value = part.partition('=')
+    key = key.strip()
+    if key not in known:
+      raise ValueError(f'Unknown config argument {key!r}; valid: {sorted(known)}.')
+    choices = known[key]
+    if choices == ():
+      if value:
+        raise ValueError(f'Config argument {key!r} is a flag and takes no value.')
+      out[key] = True
+      continue
+    if choices is not None and value not in choices:
+      raise ValueError(f'Config argument {key}={value!r}; choose one of {choices}.')
+    out[key] = value
+  return out
+
+
+def model_group(size: str) -> ml_collections.ConfigDict:
+  """Every ModelConfig field, sized by the size table; vocab_size -1 = from tokenizer."""
+  if size not in SIZES:
+    raise ValueError(f'size={size!r}; choose one of {tuple(SIZES)}.')
+  layers, hidden = SIZES[size]
+  d = ModelConfig(num_layers=layers, hidden_size=hidden, num_heads=hidden // 64,
+                  intermediate_size=4 * hidden).to_dict()
+  d['vocab_size'] = -1
+  return ml_collections.ConfigDict(d)
+
+
+def mesh_group() -> ml_collections.ConfigDict:
+  # Sizes of the (data, fsdp, tensor) mesh; -1 = all remaining devices.
+  return ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1})
+
+
+def ckpt_group() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      'every_steps': 1000,   # Save every N steps (and always at the end).
+      'keep': 3,             # Keep the K most recent checkpoints.
+      'async_save': True,    # Write in the background while training goes on.
+  })
+
+
+def optim_group(**overrides) -> ml_collections.ConfigDict:
+  d = {
+      'name': 'adamw',          # adamw | lamb
+      'learning_rate': 1e-4,    # Peak learning rate.
+      'schedule': 'linear',     # linear | cosine | constant (after warmup)
+      'warmup_steps': 10_000,   # Linear warmup from 0.
+      'warmup_fraction': 0.0,   # Used when warmup_steps == 0: fraction of steps.
+      'b1': 0.9,
+      'b2': 0.999,
+      'eps': 1e-6,
+      'weight_decay': 0.01,     # Decoupled; never on biases or norm params.
+      'grad_clip_norm': 1.0,    # Global-norm clipping; 0 = off.
+  }
+  d.update(overrides)
+  return ml_collections.ConfigDict(d)

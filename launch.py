@@ -1,0 +1,73 @@
+r"""Entry point: flags -> config -> ``bert_jax.train.trainer.run(config, workdir)``.
+
+  python launch.py --config=configs/pretrain.py:size=tiny,runlocal --workdir=/tmp/run
+
+Any config field can be overridden: ``--config.optim.learning_rate=5e-4``.
+On a multi-process environment (Cloud TPU pod slice, several GPU hosts, SLURM)
+``jax.distributed.initialize()`` runs before anything else; where nothing is
+detected, pass ``--coordinator_address``, ``--num_processes`` and
+``--process_id`` (see docs/distributed.md).
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file(
+    'config', None, 'Config file, e.g. configs/pretrain.py:size=tiny,runlocal.',
+    lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and logs go.')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0, for jax.distributed.')
+flags.DEFINE_integer('num_processes', None, 'Number of processes in the job.')
+flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+flags.DEFINE_bool('distributed', None,
+                  'Force jax.distributed.initialize() on (True) or off (False); '
+                  'default: on when a multi-process environment is detected.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+FLAGS = flags.FLAGS
+
+# Environment variables that mean "one of several processes".
+_MULTIPROCESS_ENV = ('TPU_WORKER_HOSTNAMES', 'MEGASCALE_COORDINATOR_ADDRESS',
+                     'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE',
+                     'JAX_COORDINATOR_ADDRESS')
+
+
+def _multiprocess() -> bool:
+  if FLAGS.distributed is not None:
+    return FLAGS.distributed
+  if FLAGS.coordinator_address:
+    return True
+  if os.environ.get('SLURM_NTASKS', '1') not in ('', '1'):
+    return True
+  hosts = os.environ.get('TPU_WORKER_HOSTNAMES', '')
+  if ',' in hosts:
+    return True
+  return any(os.environ.get(k) for k in _MULTIPROCESS_ENV
+             if k not in ('SLURM_NTASKS', 'TPU_WORKER_HOSTNAMES'))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import jax  # pylint: disable=g-import-not-at-top
+  if _multiprocess():
+    if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
+      # CPU-only multi-process (tests, clusters without accelerators).
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  logging.info('JAX process %d/%d, %d local / %d global devices',
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
+  from bert_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  trainer.run(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)
