@@ -1,0 +1,110 @@
+r"""Fine-tuning config: ``get_config('task=sst2,size=base,runlocal')``.
+
+Arguments (comma separated):
+  task      a GLUE task (cola sst2 mrpc qqp stsb mnli qnli rte wnli),
+            conll2003, squad_v1, squad_v2, or local_classification,
+            local_regression, local_ner, local_qa (files named in config.data)
+  size      model size when training from random init (default base)
+  runlocal  tiny batches, few steps: runs on a laptop CPU in minutes.
+
+Launch commands::
+
+  # From a converted Hugging Face checkpoint (python -m bert_jax.convert from-hf):
+  python launch.py --config=configs/finetune.py:task=sst2 \
+      --workdir=/tmp/sst2 --config.init_from=/ckpt/bert-base-uncased
+
+  # From a pretraining workdir, on your own TSV file:
+  python launch.py --config=configs/finetune.py:task=local_classification \
+      --workdir=/tmp/mine --config.init_from=/tmp/bert_tiny \
+      --config.data.train_file=train.tsv --config.data.eval_file=dev.tsv \
+      --config.data.text_fields=sentence --config.data.label_field=label
+
+  # Evaluate a fine-tuned checkpoint only (metrics + predictions):
+  python launch.py --config=configs/finetune.py:task=sst2 --workdir=/tmp/eval \
+      --config.init_from=/tmp/sst2/best --config.eval_only=True
+
+Defaults follow the BERT paper: batch 32, 3 epochs, lr 2e-5 with 10% warmup
+and linear decay, dropout 0.1, max length 128 (384 with stride 128 for SQuAD).
+"""
+
+import ml_collections
+
+from configs import common
+
+GLUE = ('cola', 'sst2', 'mrpc', 'qqp', 'stsb', 'mnli', 'qnli', 'rte', 'wnli')
+TASKS = GLUE + ('conll2003', 'squad_v1', 'squad_v2', 'local_classification',
+                'local_regression', 'local_ner', 'local_qa')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = common.parse_arg(arg, {
+      'task': TASKS,
+      'size': ('tiny', 'mini', 'small', 'medium', 'base', 'large'),
+      'runlocal': ()})
+  if 'task' not in args:
+    raise ValueError(f'configs/finetune.py needs task=NAME; choose one of {TASKS}.')
+  task = args['task']
+  runlocal = bool(args.get('runlocal', False))
+  is_squad = task in ('squad_v1', 'squad_v2', 'local_qa')
+
+  config = ml_collections.ConfigDict()
+  config.task = task
+  config.seed = 0
+  # A bert_jax checkpoint dir (convert from-hf output, pretraining workdir, or
+  # a fine-tuning workdir's best/). '' = random init (a baseline; warns).
+  config.init_from = ''
+  config.eval_only = False              # Evaluate init_from; no training.
+
+  # Architecture comes from init_from's model_config.json when given; these
+  # fields are used for random init, and the non-architectural ones (dtype,
+  # dropout, scan_layers, remat_policy, bilstm_*) always apply.
+  config.model = common.model_group(args.get('size', 'base'))
+
+  config.data = ml_collections.ConfigDict()
+  d = config.data
+  d.tokenizer = ''                      # Needed only without init_from.
+  d.max_seq_length = 384 if is_squad else 128
+  d.doc_stride = 128                    # SQuAD sliding-window stride.
+  d.max_query_length = 64               # SQuAD: longer questions are cut.
+  d.max_answer_length = 30              # SQuAD: longest predicted span (tokens).
+  d.n_best_size = 20                    # SQuAD: candidates per start/end.
+  d.null_score_diff_threshold = 0.0     # SQuAD v2: predict '' above this margin.
+  d.tfds_data_dir = ''                  # TFDS data_dir ('' = TFDS default).
+  d.train_split = 'train'
+  d.max_train_examples = 0              # 0 = all; >0 keeps the first N (debugging).
+  d.max_eval_examples = 0
+  # Local files (local_* tasks): TSV/CSV/JSONL for classification/regression,
+  # CoNLL for NER, SQuAD JSON for QA.
+  d.train_file = ''
+  d.eval_file = ''
+  d.text_fields = 'sentence'            # One or two comma-separated columns.
+  d.label_field = 'label'
+  d.crf = False                         # CRF over the tagging head (Viterbi at eval).
+
+  config.optim = common.optim_group(learning_rate=2e-5, warmup_steps=0,
+                                    warmup_fraction=0.1, eps=1e-6)
+
+  config.train = ml_collections.ConfigDict()
+  t = config.train
+  t.global_batch_size = 32
+  t.num_epochs = 3.0                    # Steps = epochs * examples / batch ...
+  t.num_steps = 0                       # ... unless this is > 0.
+  t.grad_accum_steps = 1
+  t.log_every_steps = 50
+  t.eval_every_steps = 0                # 0 = once per epoch (and at the end).
+  t.eval_batches = 0                    # 0 = the whole evaluation split.
+  t.stop_after_steps = 0
+
+  config.mesh = common.mesh_group()
+  config.logical_axis_rules = ()
+  config.ckpt = common.ckpt_group()
+  config.ckpt.every_steps = 0           # 0 = only at the end (and the best).
+
+  if runlocal:
+    t.global_batch_size = 8
+    t.num_epochs = 1.0
+    t.log_every_steps = 10
+    d.max_seq_length = 128 if is_squad else 64
+    d.doc_stride = 32
+    config.model = common.model_group(args.get('size', 'tiny'))
+  return config
