@@ -75,6 +75,9 @@ def build(data: Any, workdir: str, seed: int) -> PretrainInputs:
   tok = _tokenizer(data, workdir, train_docs)
   train = _examples(train_docs, tok, data, seed, data.dupe_factor)
   ev = _examples(eval_docs, tok, data, seed + 1, 1) if eval_docs else None
+  if ev is None:
+    logging.warning('No held-out documents (data.eval_fraction=%s): no '
+                    'evaluation during pretraining.', data.eval_fraction)
   stats = {
       'documents': len(docs), 'eval_documents': len(eval_docs),
       'train_examples': len(train['input_ids']),

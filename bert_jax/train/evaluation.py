@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+from absl import logging
 import numpy as np
 
 from bert_jax.data import loader as loader_lib
@@ -19,6 +20,8 @@ def evaluate_sums(eval_step, params, examples, config, mesh, base_rng
   dp = int(np.lcm(sharding.data_parallel_size(mesh), jax.process_count()))
   batch = min(config.train.global_batch_size, (n // dp) * dp)
   if batch == 0:
+    logging.warning('Only %d held-out examples, fewer than one batch of %d: '
+                    'no evaluation. Raise data.eval_fraction.', n, dp)
     return {}
   it = loader_lib.make_loader(
       examples, global_batch_size=batch, seed=0, shuffle=False, num_epochs=1,

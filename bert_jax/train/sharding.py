@@ -75,12 +75,27 @@ def rules_from_config(rules: Any | None) -> tuple[tuple[str, Any], ...]:
   return tuple(out)
 
 
+def _fit(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+  """Drops mesh axes from dims they don't divide (e.g. 2 heads on tensor=8):
+  such a dim is replicated instead of failing to shard."""
+  out = []
+  for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+    names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+    out.append(axes if names and dim % size == 0 else None)
+  return PartitionSpec(*out)
+
+
 def logical_shardings(mesh: Mesh, boxed_tree: Any, rules) -> Any:
   """NamedShardings for a tree of (possibly) LogicallyPartitioned leaves."""
   specs = nn.get_partition_spec(boxed_tree)
   mesh_specs = nn.logical_to_mesh(specs, rules)
-  return jax.tree.map(lambda s: NamedSharding(mesh, s), mesh_specs,
-                      is_leaf=lambda x: isinstance(x, PartitionSpec))
+  is_box = lambda x: isinstance(x, nn.Partitioned)
+  shapes = jax.tree.map(lambda x: tuple(x.value.shape if is_box(x) else x.shape),
+                        boxed_tree, is_leaf=is_box)
+  return jax.tree.map(
+      lambda s, shape: NamedSharding(mesh, _fit(s, shape, mesh)), mesh_specs,
+      shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

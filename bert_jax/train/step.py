@@ -117,7 +117,7 @@ def make_train_step(task: Task, tx: optax.GradientTransformation,
       (grads, sums), _ = jax.lax.scan(
           body, (zeros_g, zeros_s), (micro, jnp.arange(grad_accum_steps)))
     _, metrics = combine(sums, norms, task.loss_keys)
-    metrics['grad_norm'] = optax.global_norm(grads)
+    metrics['grad_norm'] = optax.tree.norm(grads)
     metrics['learning_rate'] = schedule(state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

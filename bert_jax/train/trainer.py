@@ -154,6 +154,8 @@ class _Evaluator:
     if not self.finetune:
       m = evaluation.evaluate_sums(self.eval_step, params, self.setup.eval,
                                    self.config, self.mesh, self.eval_rng)
+      if not m:
+        return m
       self.writer.write(step, 'eval', m)
       metrics_writer.log_line(f'eval step {step}: ' + ', '.join(
           f'{k} {v:.4f}' for k, v in sorted(m.items())))

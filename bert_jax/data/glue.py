@@ -1,0 +1,179 @@
+"""GLUE through TFDS (``glue/NAME``, array_record, no TensorFlow) and the
+GLUE leaderboard's submission files.
+
+Examples come out as plain Python ``Example(text_a, text_b, label, idx)``
+tuples: ``label`` is a class id (the TFDS ``ClassLabel`` index; -1 on test
+splits) or a float score (stsb), and ``idx`` is GLUE's own example index, the
+one a submission file lists.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+TASKS = ('cola', 'sst2', 'mrpc', 'qqp', 'stsb', 'mnli', 'qnli', 'rte', 'wnli')
+
+# Text fields (A, optional B) of each task's TFDS features.
+TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    'cola': ('sentence',),
+    'sst2': ('sentence',),
+    'mrpc': ('sentence1', 'sentence2'),
+    'qqp': ('question1', 'question2'),
+    'stsb': ('sentence1', 'sentence2'),
+    'mnli': ('premise', 'hypothesis'),
+    'qnli': ('question', 'sentence'),
+    'rte': ('sentence1', 'sentence2'),
+    'wnli': ('sentence1', 'sentence2'),
+}
+
+# Class names in TFDS ClassLabel order (class id = position); None = regression.
+# They match tensorflow_datasets/text/glue.py (a test checks it), so a
+# checkpoint's metadata is right even where TFDS info was never built.
+LABEL_NAMES: dict[str, tuple[str, ...] | None] = {
+    'cola': ('unacceptable', 'acceptable'),
+    'sst2': ('negative', 'positive'),
+    'mrpc': ('not_equivalent', 'equivalent'),
+    'qqp': ('not_duplicate', 'duplicate'),
+    'stsb': None,
+    'mnli': ('entailment', 'neutral', 'contradiction'),
+    'qnli': ('entailment', 'not_entailment'),
+    'rte': ('entailment', 'not_entailment'),
+    'wnli': ('not_entailment', 'entailment'),
+}
+
+EVAL_SPLITS: dict[str, tuple[str, ...]] = {
+    t: ('validation_matched', 'validation_mismatched') if t == 'mnli'
+    else ('validation',) for t in TASKS}
+TEST_SPLITS: dict[str, tuple[str, ...]] = {
+    t: ('test_matched', 'test_mismatched') if t == 'mnli' else ('test',)
+    for t in TASKS}
+
+# Submission file stem of each task (mnli: per split, matched / mismatched).
+_SUBMISSION_NAMES = {
+    'cola': 'CoLA', 'sst2': 'SST-2', 'mrpc': 'MRPC', 'qqp': 'QQP',
+    'stsb': 'STS-B', 'qnli': 'QNLI', 'rte': 'RTE', 'wnli': 'WNLI'}
+# The leaderboard reads these tasks' predictions as class names; the rest as
+# 0/1 (whose meaning is the TFDS id: 1 = acceptable, positive, equivalent,
+# duplicate, entailment for WNLI) or, for STS-B, a score.
+_NAMED_PREDICTIONS = ('mnli', 'qnli', 'rte')
+STSB_RANGE = (0.0, 5.0)
+
+
+class Example(NamedTuple):
+  """One sentence (pair) classification or regression example."""
+  text_a: str
+  text_b: str | None
+  label: Any  # int class id (-1: unlabeled) or float score.
+  idx: int    # GLUE index (TFDS `idx`), or the line in a local file.
+
+
+def _check_task(task: str) -> None:
+  if task not in TASKS:
+    raise ValueError(f'Unknown GLUE task {task!r}; choose one of {TASKS}.')
+
+
+def submission_file_name(task: str, split: str) -> str:
+  """What GLUE calls the predictions of TASK's SPLIT, e.g. 'MNLI-mm.tsv'."""
+  _check_task(task)
+  if task == 'mnli':
+    return 'MNLI-mm.tsv' if split.endswith('mismatched') else 'MNLI-m.tsv'
+  return _SUBMISSION_NAMES[task] + '.tsv'
+
+
+def _text(value: Any) -> str:
+  # array_record sources give Text features as bytes; mocks give str.
+  if isinstance(value, np.ndarray):
+    value = value.item()
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+def load_examples(task: str, split: str, data_dir: str | None = None,
+                  max_examples: int = 0) -> list[Example]:
+  """Reads one split of GLUE TASK from TFDS.
+
+  Args:
+    task: A GLUE task name.
+    split: A TFDS split ('train', 'validation_matched', 'train[:10%]', ...).
+    data_dir: TFDS data_dir; None or '' = the TFDS default.
+    max_examples: >0 keeps only the first N examples (debugging).
+
+  Returns:
+    The examples, in the source's order.
+  """
+  _check_task(task)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name = f'glue/{task}'
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir or None)
+  except Exception as e:  # Any failure: say which dataset, split and dir.
+    raise RuntimeError(
+        f'Could not open TFDS {name!r} split {split!r} (data_dir='
+        f'{data_dir or "TFDS default"}): {type(e).__name__}: {e}. Prepare it '
+        f'first, e.g. `tfds build glue/{task} --file_format=array_record`.'
+        ) from e
+  n = len(source)
+  if max_examples > 0:
+    n = min(n, max_examples)
+  fields = TEXT_FIELDS[task]
+  regression = LABEL_NAMES[task] is None
+  out = []
+  # One record at a time: decoding dominates anyway, and TFDS's mock data
+  # source (what the tests use) breaks on batched __getitems__.
+  for i in range(n):
+    rec = source[i]
+    label = float(rec['label']) if regression else int(rec['label'])
+    out.append(Example(_text(rec[fields[0]]),
+                       _text(rec[fields[1]]) if len(fields) > 1 else None,
+                       label, int(rec['idx'])))
+  return out
+
+
+def write_glue_submission(task: str, idx: Sequence[int], predictions: Sequence[Any],
+                          label_names: Sequence[str] | None, path: str) -> str:
+  """Writes predictions in the GLUE leaderboard's TSV format.
+
+  The file has a header ``index<TAB>prediction`` and one row per example,
+  sorted by GLUE index (TFDS shuffles examples when it prepares a dataset).
+  MNLI, QNLI and RTE predictions are class names; CoLA, SST-2, MRPC, QQP and
+  WNLI are 0/1; STS-B is a score clipped to [0, 5], the range of its labels.
+
+  Args:
+    task: A GLUE task name.
+    idx: GLUE index of each example.
+    predictions: Class id per example, or a score for stsb.
+    label_names: Class names in id order (used for mnli, qnli, rte).
+    path: Where to write; parent folders are made.
+
+  Returns:
+    PATH.
+  """
+  _check_task(task)
+  idx = np.asarray(idx).reshape(-1)
+  preds = np.asarray(predictions).reshape(-1)
+  if idx.shape != preds.shape:
+    raise ValueError(f'write_glue_submission({task}): {idx.size} indices but '
+                     f'{preds.size} predictions.')
+  if task == 'stsb':
+    cells = [f'{v:.3f}' for v in np.clip(preds.astype(np.float64), *STSB_RANGE)]
+  elif task in _NAMED_PREDICTIONS:
+    if not label_names:
+      raise ValueError(f'write_glue_submission({task}) needs label_names.')
+    if preds.min() < 0 or preds.max() >= len(label_names):
+      raise ValueError(f'write_glue_submission({task}): class ids outside '
+                       f'[0, {len(label_names)}) in the predictions.')
+    cells = [label_names[int(p)] for p in preds]
+  else:
+    cells = [str(int(p)) for p in preds]
+  order = np.argsort(idx, kind='stable')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w', newline='') as f:
+    w = csv.writer(f, delimiter='\t', lineterminator='\n')
+    w.writerow(['index', 'prediction'])
+    for i in order:
+      w.writerow([int(idx[i]), cells[i]])
+  return path
