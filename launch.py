@@ -62,6 +62,9 @@ def main(argv):
     jax.distributed.initialize(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  print(f'JAX process {jax.process_index()}/{jax.process_count()}, '
+        f'{jax.local_device_count()} local / {jax.device_count()} global devices',
+        flush=True)
   logging.info('JAX process %d/%d, %d local / %d global devices',
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())

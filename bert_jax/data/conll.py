@@ -130,7 +130,7 @@ def conll2003_labels(data_dir: str = '') -> list[str]:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     builder = tfds.builder('conll2003', data_dir=data_dir or None)
-  except Exception as e:  # pylint: disable=broad-except
+  except tfds.core.registered.DatasetNotFoundError as e:
     raise RuntimeError(
         'TFDS has no conll2003 builder. Without TensorFlow installed, TFDS only '
         'registers it when h5py is installed (pip install h5py).') from e

@@ -28,11 +28,12 @@ class PretrainInputs:
   stats: dict[str, float]
 
 
-def _tokenizer(data: Any, workdir: str, train_docs: list[list[str]]):
+def _tokenizer(data: Any, workdir: str, train_docs: list[list[str]],
+               tokenizer_path: str = ''):
   from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
   from bert_jax.text.train_tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
-  if data.tokenizer:
-    return load_tokenizer(data.tokenizer)
+  if tokenizer_path or data.tokenizer:
+    return load_tokenizer(tokenizer_path or data.tokenizer)
   out_dir = os.path.join(workdir, 'tokenizer')
   if os.path.exists(os.path.join(out_dir, 'tokenizer_config.json')):
     logging.info('Reusing the tokenizer trained earlier in %s', out_dir)
@@ -56,23 +57,28 @@ def _examples(docs, tokenizer, data: Any, seed: int, dupe_factor: int):
       cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
 
 
-def build(data: Any, workdir: str, seed: int) -> PretrainInputs:
-  """Builds tokenizer and train/eval examples as ``config.data`` says."""
+def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
+          ) -> PretrainInputs:
+  """Builds tokenizer and train/eval examples as ``config.data`` says.
+
+  ``tokenizer_path`` (e.g. the tokenizer of ``init_from``) wins over
+  ``data.tokenizer``.
+  """
   t0 = time.perf_counter()
   if data.prepared_dir:
     from bert_jax.data import prepare  # pylint: disable=g-import-not-at-top
     from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
-    if not data.tokenizer:
+    if not (tokenizer_path or data.tokenizer):
       raise ValueError('data.prepared_dir needs data.tokenizer: the tokenizer '
                        'the shards were prepared with.')
-    tok = load_tokenizer(data.tokenizer)
+    tok = load_tokenizer(tokenizer_path or data.tokenizer)
     train = prepare.load_prepared(data.prepared_dir)
     return PretrainInputs(tok, train, None, {'prepare_seconds': 0.0})
   docs = list(corpora.load_corpus(data.corpus, data.max_documents or None))
   train_docs, eval_docs = corpora.split_documents(docs, data.eval_fraction, seed)
   if not train_docs:
     raise ValueError(f'Corpus {data.corpus!r} gave no training documents.')
-  tok = _tokenizer(data, workdir, train_docs)
+  tok = _tokenizer(data, workdir, train_docs, tokenizer_path)
   train = _examples(train_docs, tok, data, seed, data.dupe_factor)
   ev = _examples(eval_docs, tok, data, seed + 1, 1) if eval_docs else None
   if ev is None:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import dataclasses
 import json
 import os
+import re
 from typing import Any
 import unicodedata
 
@@ -88,17 +89,19 @@ def load_tfds(name: str, split: str, data_dir: str | None = None,
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   source = tfds.data_source(name, split=split, data_dir=data_dir or None)
   n = len(source) if not max_examples else min(max_examples, len(source))
+  get_many = getattr(source, '__getitems__', None)  # Batched reads, if any.
   examples = []
-  for i in range(n):
-    r = source[i]
-    ans = r['answers']
-    examples.append(SquadExample(
-        qid=_text(r['id']), question=_text(r['question']),
-        context=_text(r['context']),
-        answers=tuple(_text(t) for t in ans['text']),
-        answer_starts=tuple(int(s) for s in ans['answer_start']),
-        is_impossible=bool(r.get('is_impossible', False)),
-        title=_text(r.get('title', ''))))
+  for lo in range(0, n, 1024):
+    keys = list(range(lo, min(n, lo + 1024)))
+    for r in get_many(keys) if get_many else [source[i] for i in keys]:
+      ans = r['answers']
+      examples.append(SquadExample(
+          qid=_text(r['id']), question=_text(r['question']),
+          context=_text(r['context']),
+          answers=tuple(_text(t) for t in ans['text']),
+          answer_starts=tuple(int(s) for s in ans['answer_start']),
+          is_impossible=bool(r.get('is_impossible', False)),
+          title=_text(r.get('title', ''))))
   return examples
 
 
@@ -205,15 +208,21 @@ def read_squad_json(path: str, max_examples: int = 0) -> list[SquadExample]:
         examples.append(SquadExample(
             qid=qid, question=question, context=context, answers=tuple(texts),
             answer_starts=tuple(starts), is_impossible=not texts, title=title))
+  if not examples:
+    raise ValueError(f'{path} holds no questions (no data[].paragraphs[].qas[])')
   return examples
 
 
 # --- Words of a context (BERT's whitespace split). ---
 
 
+# BERT's whitespace: what str.isspace() calls space (as regex \s does), and
+# U+202F (narrow no-break space).
+_WORD = re.compile(r'[^\s\u202f]+')
+
+
 def _is_whitespace(c: str) -> bool:
-  # U+202F (narrow no-break space) is whitespace to BERT though not to isspace.
-  return c.isspace() or ord(c) == 0x202F
+  return c.isspace() or c == '\u202f'
 
 
 def split_words(context: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -222,21 +231,11 @@ def split_words(context: str) -> tuple[list[str], np.ndarray, np.ndarray]:
   As in ``run_squad.py``, a whitespace character maps to the word before it
   (-1 before the first word).
   """
-  words, spans, char_to_word = [], [], []
-  prev_white = True
-  for i, c in enumerate(context):
-    if _is_whitespace(c):
-      prev_white = True
-    else:
-      if prev_white:
-        words.append('')
-        spans.append([i, i])
-      words[-1] += c
-      spans[-1][1] = i + 1
-      prev_white = False
-    char_to_word.append(len(words) - 1)
-  return (words, np.asarray(spans, np.int32).reshape(-1, 2),
-          np.asarray(char_to_word, np.int32))
+  matches = list(_WORD.finditer(context))
+  spans = np.asarray([m.span() for m in matches], np.int32).reshape(-1, 2)
+  char_to_word = np.searchsorted(spans[:, 0], np.arange(len(context)),
+                                 side='right') - 1
+  return [m.group() for m in matches], spans, char_to_word.astype(np.int32)
 
 
 @dataclasses.dataclass
@@ -253,18 +252,18 @@ def _tokenize_docs(contexts: Sequence[str], tokenizer) -> dict[str, _Doc]:
   """Tokenizes each distinct context once (SQuAD asks ~5 questions each)."""
   distinct = list(dict.fromkeys(contexts))
   split = [split_words(c) for c in distinct]
-  flat = [w for words, _, _ in split for w in words]
-  # One batched call: the Rust tokenizer spreads it over threads.
-  encoded = tokenizer.encode_words_batch(flat) if flat else []
-  docs, k = {}, 0
+  # Each distinct word once (a word's pieces do not depend on its context),
+  # in one batched call that the Rust tokenizer spreads over threads.
+  vocab = list(dict.fromkeys(w for words, _, _ in split for w in words))
+  pieces = dict(zip(vocab, (ids for ids, _ in tokenizer.encode_words_batch(
+      vocab)))) if vocab else {}
+  docs = {}
   for context, (words, spans, c2w) in zip(distinct, split):
     ids, tok_to_word, word_to_tok = [], [], []
-    for w in range(len(words)):
+    for w, word in enumerate(words):
       word_to_tok.append(len(ids))
-      piece_ids = encoded[k + w][0]
-      ids.extend(piece_ids)
-      tok_to_word.extend([w] * len(piece_ids))
-    k += len(words)
+      ids.extend(pieces[word])
+      tok_to_word.extend([w] * len(pieces[word]))
     word_to_tok.append(len(ids))
     docs[context] = _Doc(spans, c2w, ids, np.asarray(tok_to_word, np.int32),
                          np.asarray(word_to_tok, np.int32))
@@ -447,9 +446,16 @@ def convert_examples(examples: Sequence[SquadExample], tokenizer, *,
 # --- Token span -> original text. ---
 
 
-def _normalized_chars(text: str, lower: bool) -> tuple[str, list[int]]:
+_ASCII_SPACE = np.asarray([_is_whitespace(chr(i)) for i in range(128)])
+
+
+def _normalized_chars(text: str, lower: bool) -> tuple[str, Sequence[int]]:
   """TEXT without whitespace (lower-cased, accents stripped if LOWER), and
   for each character kept, its index in TEXT."""
+  if text.isascii():  # Most answers: one character in, one out; vectorized.
+    codes = np.frombuffer((text.lower() if lower else text).encode(), np.uint8)
+    index = np.flatnonzero(~_ASCII_SPACE[codes])
+    return codes[index].tobytes().decode(), index
   out, index = [], []
   for i, c in enumerate(text):
     if _is_whitespace(c):
@@ -485,4 +491,4 @@ def answer_text(features: SquadFeatures, examples: Sequence[SquadExample],
   at = orig.find(pred) if pred else -1
   if at < 0:
     return words
-  return words[index[at]:index[at + len(pred) - 1] + 1]
+  return words[int(index[at]):int(index[at + len(pred) - 1]) + 1]

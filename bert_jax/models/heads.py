@@ -103,7 +103,9 @@ class BertForPreTraining(nn.Module):
   sentence_head: bool = True
 
   def setup(self):
-    self.bert = BertEncoder(self.config)
+    # HF BertForMaskedLM checkpoints have no pooler: without a sentence head
+    # there is nothing to pool for.
+    self.bert = BertEncoder(self.config, add_pooler=self.sentence_head)
     self.mlm = MlmHead(self.config)
     if self.sentence_head:
       self.nsp = PooledHead(self.config, 2, dropout=False)

@@ -126,7 +126,10 @@ def attention_mask_4d(attention_mask_BL: Array) -> Array:
   """
   m = attention_mask_BL
   same = m[:, None, :, None] == m[:, None, None, :]
-  return same & (m[:, None, None, :] > 0)
+  # Padding queries attend everywhere: their outputs are never used, and a row
+  # with no allowed key can give NaN in fused kernels, which would then leak
+  # into real positions through the next layer's padded keys (0 * NaN).
+  return (same & (m[:, None, None, :] > 0)) | (m[:, None, :, None] == 0)
 
 
 class Projection(nn.Module):

@@ -79,18 +79,33 @@ def _init_params(config: Any, task: Any, model_config: ModelConfig) -> Any | Non
     if key not in params:
       logging.info('init_from has no %r params: they start fresh.', key)
       continue
-    if shapes(params[key]) != shapes(fresh[key]):
-      if key == 'bert':
-        raise ValueError(
-            f'init_from {config.init_from}: its encoder does not fit the model '
-            f'config {model_config.to_dict()}.')
+    if key == 'bert':
+      out[key] = _fitting_encoder(params[key], fresh[key], config, model_config)
+    elif shapes(params[key]) != shapes(fresh[key]):
       logging.info('init_from %r params do not fit this task: they start fresh.', key)
-      continue
-    out[key] = params[key]
+    else:
+      out[key] = params[key]
   if config.eval_only and set(out) != set(fresh):
     raise ValueError(
         f'config.eval_only needs a fine-tuned checkpoint with all of '
         f'{sorted(fresh)}; {config.init_from} has only {sorted(out)}.')
+  return out
+
+
+def _fitting_encoder(loaded, fresh, config, model_config):
+  """The checkpoint's encoder; sub-modules it lacks (pooler, BiLSTM) start fresh."""
+  shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)
+  out = {}
+  for key, value in fresh.items():
+    if key not in loaded:
+      logging.info('init_from has no encoder %r: it starts fresh.', key)
+      continue
+    if shapes(loaded[key]) != shapes(value):
+      raise ValueError(
+          f'init_from {config.init_from}: encoder {key!r} does not fit the model '
+          f'config {model_config.to_dict()}: {shapes(loaded[key])} vs '
+          f'{shapes(value)}.')
+    out[key] = loaded[key]
   return out
 
 
@@ -99,8 +114,9 @@ def setup(config: Any, workdir: str) -> FinetuneSetup:
   model_config = _model_config(config, tok)
   task = registry.make_finetune_task(config, tok, model_config)
   init_params = _init_params(config, task, model_config)
-  n = len(next(iter(task.train_features().values())))
   batch = config.train.global_batch_size
+  # eval_only never reads the training data (it may be absent, or large).
+  n = batch if config.eval_only else len(next(iter(task.train_features().values())))
   steps_per_epoch = max(n // batch, 1)
   if config.train.num_steps > 0:
     num_steps = int(config.train.num_steps)

@@ -140,13 +140,23 @@ def setup(config: Any, workdir: str) -> Setup:
   """
   from bert_jax.data import pretrain_inputs  # pylint: disable=g-import-not-at-top
   from bert_jax.train import pretrained  # pylint: disable=g-import-not-at-top
+  tok_path = ''
+  if config.init_from and not config.data.tokenizer:
+    # Continued pretraining keeps the checkpoint's vocabulary.
+    tok_path = pretrained.tokenizer_dir(config.init_from)
   if jax.process_index() == 0:
-    inputs = pretrain_inputs.build(config.data, workdir, config.seed)
+    inputs = pretrain_inputs.build(config.data, workdir, config.seed, tok_path)
   _sync('pretrain_inputs')
   if jax.process_index() != 0:
-    inputs = pretrain_inputs.build(config.data, workdir, config.seed)
+    inputs = pretrain_inputs.build(config.data, workdir, config.seed, tok_path)
   tok = inputs.tokenizer
-  model_config = model_config_from(config, tok.vocab_size)
+  if config.init_from:
+    from bert_jax.tasks import finetune_setup  # pylint: disable=g-import-not-at-top
+    model = config.model.to_dict()
+    model_config = pretrained.load_model_config(config.init_from).replace(
+        **{k: model[k] for k in finetune_setup.RUNTIME_FIELDS})
+  else:
+    model_config = model_config_from(config, tok.vocab_size)
   if inputs.eval is not None:
     inputs.stats['mlm_frequency_baseline'] = frequency_baseline(
         inputs.eval, tuple(tok.special_ids))
@@ -173,15 +183,19 @@ def init_params_from(path: str, model_config: ModelConfig, task: Any) -> Any:
       path, scan_layers=model_config.scan_layers)
   fresh = nn.meta.unbox(jax.eval_shape(
       task.model.init, jax.random.key(0), task.dummy_batch(1))['params'])
-  for k in ('bert', *fresh):
-    if k not in fresh:
-      continue
+  out = {}
+  for k in fresh:
     if k not in params:
       logging.warning('init_from %s has no %r params: they start fresh.', path, k)
-  got = jax.tree.map(lambda x: x.shape, {k: params[k] for k in fresh if k in params})
-  want = jax.tree.map(lambda x: x.shape, {k: fresh[k] for k in fresh if k in params})
-  if got != want:
-    raise ValueError(
-        f'init_from {path}: its params do not fit the model config (its '
-        f'config: {loaded_config.to_dict()}).')
-  return {k: params[k] for k in fresh if k in params}
+      continue
+    got = jax.tree.map(lambda x: x.shape, params[k])
+    want = jax.tree.map(lambda x: x.shape, fresh[k])
+    if k == 'bert':
+      got = {n: v for n, v in got.items() if n in want}
+      want = {n: v for n, v in want.items() if n in got}
+    if got != want:
+      raise ValueError(
+          f'init_from {path}: its {k!r} params do not fit the model config '
+          f'(its config: {loaded_config.to_dict()}).')
+    out[k] = params[k]
+  return out

@@ -223,10 +223,11 @@ class QaTask(FinetuneTask):
               ) -> None:
     """Fills RESULT for one question from its sorted candidates."""
     nbest, seen, null = [], set(), None
+    n_best = self.data.n_best_size
     for _, f, s, e in cands:
       if s == 0:  # Only the null candidate points at [CLS].
         null = ('', float(start_NL[f, 0]), float(end_NL[f, 0]))
-      if len(nbest) >= self.data.n_best_size:
+      if len(nbest) >= n_best:
         continue  # Still looking for the null candidate.
       text = '' if s == 0 else squad.answer_text(feats, examples, f, s, e,
                                                  self.tokenizer)

@@ -118,9 +118,12 @@ def featurize(sentences: Sequence[conll.Sentence], labels: Sequence[str],
   n_cut_sentences = n_cut_words = 0
   for i, s in enumerate(sentences):
     ids, n_words = [tokenizer.cls_id], 0
-    for word, tag in zip(s.tokens, s.tags):
+    for word, tag, where in zip(s.tokens, s.tags, s.where):
       if len(ids) > W:  # This word's first sub-token would not fit.
         break
+      if tag not in label_id:
+        raise ValueError(f'{where}: tag {tag!r} is not among the labels '
+                         f'{list(labels)}.')
       f['word_positions'][i, n_words] = len(ids)
       f['word_labels'][i, n_words] = label_id[tag]
       f['labels'][i, len(ids)] = label_id[tag]

@@ -60,13 +60,21 @@ def init_state(task: Task, tx, mesh, rules, rng: Array,
     state = nn.meta.unbox(_boxed_state(task, tx, r, 1))
     if init_params is not None:
       # Sub-trees the checkpoint lacks (e.g. a new head) keep their fresh init.
-      params = {**state.params, **init_params}
+      params = merge_params(state.params, init_params)
       state = state.replace(params=params, opt_state=tx.init(params))
     return state
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     state = jax.jit(init_fn, out_shardings=shardings)(rng)
   return state, shardings
+
+
+def merge_params(fresh: Any, loaded: Any) -> Any:
+  """LOADED where it has a value, FRESH elsewhere (e.g. a new head or pooler)."""
+  if isinstance(fresh, dict) and isinstance(loaded, dict):
+    return {k: merge_params(v, loaded[k]) if k in loaded else v
+            for k, v in fresh.items()}
+  return loaded
 
 
 def _split_micro(batch: dict[str, Array], k: int) -> dict[str, Array]:

@@ -116,7 +116,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     from bert_jax.tasks import finetune_setup  # pylint: disable=g-import-not-at-top
     s = finetune_setup.setup(config, workdir)
     run_setup = _RunSetup(s.task, s.model_config, s.tokenizer, s.init_params,
-                          s.task.train_features(), None, {}, s.num_steps,
+                          None if config.eval_only else s.task.train_features(),
+                          None, {}, s.num_steps,
                           config.train.eval_every_steps or s.steps_per_epoch)
   return train_loop(config, workdir, run_setup)
 

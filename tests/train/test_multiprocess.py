@@ -1,0 +1,63 @@
+"""Two processes on localhost (jax.distributed, CPU collectives), 4 devices
+each, train through launch.py and match one process with 8 devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.train.test_pretrain_run import ROOT, TINY
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    recs = [json.loads(line) for line in f]
+  return {(r['step'], r['split']): r for r in recs}
+
+
+ARGS = [*TINY, '--config.data.max_documents=80', '--config.data.eval_fraction=0.1',
+        '--config.model.hidden_dropout=0.0', '--config.model.attention_dropout=0.0']
+
+
+def _cmd(workdir, *extra):
+  return [sys.executable, 'launch.py',
+          '--config=configs/pretrain.py:size=tiny,runlocal',
+          f'--workdir={workdir}', *ARGS, *extra]
+
+
+def test_two_processes_match_one(tmp_path):
+  env8 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+              JAX_PLATFORMS='cpu')
+  one = subprocess.run(_cmd(tmp_path / 'one'), cwd=ROOT, env=env8,
+                       capture_output=True, text=True, timeout=300)
+  assert one.returncode == 0, one.stderr[-3000:]
+
+  env4 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+              JAX_PLATFORMS='cpu')
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _cmd(tmp_path / 'two', f'--coordinator_address=localhost:{port}',
+           '--num_processes=2', f'--process_id={i}'),
+      cwd=ROOT, env=env4, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  assert '2 processes' in outs[0] or 'process 0/2' in outs[0]
+
+  a, b = _losses(tmp_path / 'one'), _losses(tmp_path / 'two')
+  assert a.keys() == b.keys()
+  for key in a:
+    for m in ('loss', 'mlm_loss', 'mlm_accuracy', 'nsp_accuracy'):
+      if m not in a[key]:
+        continue
+      np.testing.assert_allclose(a[key][m], b[key][m], atol=1e-5, err_msg=str(key))
