@@ -323,6 +323,10 @@ def _docstrings_of(module, name: str) -> Iterator[str]:
       for member_name, member in sorted(vars(value).items()):
         if member_name.startswith('_'):
           continue
+        # Methods patched in by third-party packages (transformers adds some
+        # to logging.Logger) would make the corpus depend on what is imported.
+        if getattr(member, '__module__', name) not in (name, None):
+          continue
         if inspect.isroutine(member) or isinstance(member, property):
           doc = getattr(member, '__doc__', None)
           if isinstance(doc, str) and doc.strip():
