@@ -72,8 +72,21 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
       raise ValueError('data.prepared_dir needs data.tokenizer: the tokenizer '
                        'the shards were prepared with.')
     tok = load_tokenizer(tokenizer_path or data.tokenizer)
-    train = prepare.load_prepared(data.prepared_dir)
-    return PretrainInputs(tok, train, None, {'prepare_seconds': 0.0})
+    meta = prepare.read_meta(data.prepared_dir, 'train')
+    for field in ('max_seq_length', 'objective'):
+      if meta[field] != data[field]:
+        raise ValueError(
+            f'data.{field}={data[field]!r} but {data.prepared_dir} was prepared '
+            f'with {meta[field]!r}.')
+    # Train examples stay on disk (grain reads them); eval is small: in memory.
+    train = prepare.PreparedSource(data.prepared_dir, 'train')
+    ev = (prepare.load_prepared(data.prepared_dir, 'eval')
+          if 'eval' in meta['splits'] else None)
+    stats = {'train_examples': len(train),
+             'eval_examples': 0 if ev is None else len(ev['input_ids']),
+             'padding_fraction': meta['splits']['train']['padding_fraction'],
+             'prepare_seconds': time.perf_counter() - t0}
+    return PretrainInputs(tok, train, ev, stats)
   docs = list(corpora.load_corpus(data.corpus, data.max_documents or None))
   train_docs, eval_docs = corpora.split_documents(docs, data.eval_fraction, seed)
   if not train_docs:

@@ -125,3 +125,24 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   assert 'Stopped by SIGTERM' in out
   steps = os.listdir(tmp_path / 'checkpoints')
   assert len(steps) == 1 and int(steps[0]) >= 3
+
+
+def test_prepared_shards_train_from_disk(tmp_path):
+  from bert_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  from bert_jax.text.train_tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
+  from bert_jax.data import corpora  # pylint: disable=g-import-not-at-top
+  docs = list(corpora.load_corpus(helpers.FIXTURE))
+  tok_dir = str(tmp_path / 'tok')
+  train_tokenizer('wordpiece', (s for d in docs for s in d), 500, tok_dir)
+  prepare.main(['--corpus', helpers.FIXTURE, '--tokenizer', tok_dir,
+                '--out', str(tmp_path / 'shards'), '--max_seq_length', '32',
+                '--objective', 'mlm_nsp', '--dupe_factor', '3',
+                '--eval_fraction', '0.3'])
+  config = helpers.tiny_config(num_steps=3)
+  config.data.prepared_dir = str(tmp_path / 'shards')
+  config.data.tokenizer = tok_dir
+  result = trainer.run(config, str(tmp_path / 'run'))
+  assert result['step'] == 3 and result['eval']
+  config.data.max_seq_length = 64
+  with pytest.raises(ValueError, match='prepared with 32'):
+    trainer.run(config, str(tmp_path / 'run2'))
