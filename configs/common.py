@@ -39,6 +39,9 @@ def model_group(size: str) -> ml_collections.ConfigDict:
   d = ModelConfig(num_layers=layers, hidden_size=hidden, num_heads=hidden // 64,
                   intermediate_size=4 * hidden).to_dict()
   d['vocab_size'] = -1
+  # Compute dtype: 'auto' = bfloat16 on GPU/TPU, float32 on CPU. Parameters
+  # are stored in param_dtype (float32) whatever this is.
+  d['dtype'] = 'auto'
   return ml_collections.ConfigDict(d)
 
 

@@ -85,6 +85,9 @@ class ModelConfig:
     """Raises ValueError naming the field and the valid choices."""
     for name, choices in CHOICES.items():
       value = getattr(self, name)
+      if name == 'dtype' and value == 'auto':
+        raise ValueError("model.dtype='auto' must be resolved first "
+                         '(bert_jax.models.config.resolve_auto_dtype).')
       if value not in choices:
         raise ValueError(
             f'model.{name}={value!r} is not valid; choose one of {choices}.')
@@ -123,6 +126,16 @@ class ModelConfig:
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def resolve_auto_dtype(fields: dict[str, Any]) -> dict[str, Any]:
+  """dtype 'auto' -> bfloat16 on GPU/TPU, float32 on CPU (params stay fp32)."""
+  fields = dict(fields)
+  if fields.get('dtype') == 'auto':
+    import jax  # pylint: disable=g-import-not-at-top
+    fields['dtype'] = ('float32' if jax.default_backend() == 'cpu'
+                       else 'bfloat16')
+  return fields
 
 
 def config_for_size(size: str, **overrides: Any) -> ModelConfig:

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 from absl import logging
 
-from bert_jax.models.config import ModelConfig
+from bert_jax.models.config import ModelConfig, resolve_auto_dtype
 from bert_jax.tasks import registry
 from bert_jax.train import pretrained
 
@@ -40,7 +40,7 @@ class FinetuneSetup:
 
 
 def _model_config(config: Any, tokenizer: Any) -> ModelConfig:
-  model = config.model.to_dict()
+  model = resolve_auto_dtype(config.model.to_dict())
   if config.init_from:
     base = pretrained.load_model_config(config.init_from)
     return base.replace(**{k: model[k] for k in RUNTIME_FIELDS})

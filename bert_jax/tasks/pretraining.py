@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from bert_jax.data import masking
-from bert_jax.models.config import ModelConfig
+from bert_jax.models.config import ModelConfig, resolve_auto_dtype
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.tasks.base import Task
 
@@ -117,7 +117,7 @@ class Setup:
 
 def model_config_from(config: Any, vocab_size: int) -> ModelConfig:
   """The ModelConfig of ``config.model``; vocab_size -1 = the tokenizer's."""
-  d = config.model.to_dict()
+  d = resolve_auto_dtype(config.model.to_dict())
   if d['vocab_size'] == -1:
     d['vocab_size'] = vocab_size
   elif d['vocab_size'] < vocab_size:
@@ -152,7 +152,7 @@ def setup(config: Any, workdir: str) -> Setup:
   tok = inputs.tokenizer
   if config.init_from:
     from bert_jax.tasks import finetune_setup  # pylint: disable=g-import-not-at-top
-    model = config.model.to_dict()
+    model = resolve_auto_dtype(config.model.to_dict())
     model_config = pretrained.load_model_config(config.init_from).replace(
         **{k: model[k] for k in finetune_setup.RUNTIME_FIELDS})
   else:

@@ -146,3 +146,27 @@ def test_prepared_shards_train_from_disk(tmp_path):
   config.data.max_seq_length = 64
   with pytest.raises(ValueError, match='prepared with 32'):
     trainer.run(config, str(tmp_path / 'run2'))
+
+
+def test_pretraining_workdir_inits_finetuning_and_encode(tmp_path):
+  """A workdir is a checkpoint dir: fine-tuning (here from an 'mlm' run, which
+  has no pooler: it starts fresh) and encode both read it."""
+  from bert_jax.encode import load_encoder  # pylint: disable=g-import-not-at-top
+  from configs import finetune  # pylint: disable=g-import-not-at-top
+  pre = trainer.run(helpers.tiny_config('mlm', num_steps=2), str(tmp_path / 'pre'))
+  fix = os.path.join(ROOT, 'tests', 'tasks', 'fixtures')
+  config = finetune.get_config('task=local_classification,runlocal')
+  config.init_from = str(tmp_path / 'pre')
+  config.data.train_file = os.path.join(fix, 'cls_train.tsv')
+  config.data.eval_file = os.path.join(fix, 'cls_eval.tsv')
+  config.data.max_seq_length = 32
+  config.train.num_steps = 2
+  config.ckpt.async_save = False
+  ft = trainer.run(config, str(tmp_path / 'ft'))
+  # The encoder really came from the pretraining run (before its update).
+  pre_emb = pre['state'].params['bert']['embeddings']['word_embeddings']['embedding']
+  ft_emb = ft['state'].params['bert']['embeddings']['word_embeddings']['embedding']
+  assert np.abs(np.asarray(pre_emb) - np.asarray(ft_emb)).max() < 1e-2
+  assert 'pooler' in ft['state'].params['bert']
+  out = load_encoder(str(tmp_path / 'pre'))(['a short text'])
+  assert out['last_hidden_state'].shape[-1] == 64
