@@ -171,7 +171,7 @@ class SelfAttention(nn.Module):
   def __call__(self, x_BLD: Array, mask_B1LL: Array, positions_BL: Array,
                deterministic: bool) -> Array:
     c = self.config
-    dtype, pdtype = dtype_of(c.dtype), dtype_of(c.param_dtype)
+    dtype = dtype_of(c.dtype)
 
     def proj(name):
       return Projection(
