@@ -298,19 +298,25 @@ def make_local(name: str, config: Any, tokenizer: Any,
   """CoNLL-format files data.train_file / data.eval_file (split 'eval').
 
   The labels are the train file's tags (sorted, 'O' first); an eval tag
-  outside them is an error naming its line.
+  outside them is an error naming its line. Evaluating a fine-tuned
+  checkpoint (config.eval_only, or no train_file) takes the labels saved in
+  its task.json instead, so tag ids mean what they meant in training.
   """
+  from bert_jax.tasks.classification import checkpoint_labels  # pylint: disable=g-import-not-at-top
   d = config.data
-  if not d.train_file:
+  saved = checkpoint_labels(config.init_from) if (
+      config.get('eval_only', False) or not d.train_file) else None
+  if not d.train_file and saved is None:
     raise ValueError(f'config.task={name!r} needs config.data.train_file (a '
-                     'CoNLL file); its tags define the label set.')
-  train_all = conll.read_conll_file(d.train_file)
+                     'CoNLL file; its tags define the label set), or an '
+                     'init_from checkpoint with labels in its task.json.')
+  train_all = conll.read_conll_file(d.train_file) if d.train_file else []
   # Labels from the whole file, so max_train_examples never changes them.
-  labels = conll.infer_labels(train_all)
+  labels = list(saved) if saved is not None else conll.infer_labels(train_all)
   evals = {}
   if d.eval_file:
     sents = _first(conll.read_conll_file(d.eval_file), d.max_eval_examples)
-    conll.check_tags(sents, labels, d.train_file)
+    conll.check_tags(sents, labels, d.train_file or config.init_from)
     evals['eval'] = sents
   return TaggingTask(name, labels, _first(train_all, d.max_train_examples),
                      evals, tokenizer, model_config, d.max_seq_length, d.crf)

@@ -135,13 +135,17 @@ def test_local_files_through_trainer(tiny_ckpt, tmp_path, task, metric, data):
   _check_run(tmp_path, metric)
 
 
-def test_eval_only_from_best_checkpoint(tiny_ckpt, tmp_path):
-  data = LOCAL_CASES[0][2]
-  trainer.run(_config('local_classification', tiny_ckpt, **data), str(tmp_path / 'ft'))
-  config = _config('local_classification', str(tmp_path / 'ft' / 'best'),
+@pytest.mark.parametrize('case', [0, 2], ids=['local_classification', 'local_ner'])
+def test_eval_only_from_best_checkpoint(tiny_ckpt, tmp_path, case):
+  """eval_only reads no training file: labels come from the checkpoint."""
+  task, _, data = LOCAL_CASES[case]
+  trainer.run(_config(task, tiny_ckpt, **data), str(tmp_path / 'ft'))
+  config = _config(task, str(tmp_path / 'ft' / 'best'),
                    eval_file=data['eval_file'])
   config.eval_only = True
   out = trainer.run(config, str(tmp_path / 'ev'))
+  with open(tmp_path / 'ft' / 'best' / 'task.json') as f:
+    assert json.load(f)['labels']
   with open(tmp_path / 'ft' / 'eval_results.json') as f:
     trained = json.load(f)['eval']['splits']
   assert out['eval']['splits'].keys() == trained.keys()

@@ -1,0 +1,527 @@
+r"""One pretraining train step: bert_jax against Hugging Face BERT, same shapes.
+
+Usage (from the repository root)::
+
+  python experiments/benchmark_step.py --size tiny --batch 32 --seq_len 128 \
+      --steps 20 [--dtype auto|float32|bfloat16] [--scan_layers] \
+      [--objective mlm|mlm_nsp|mlm_sop] [--peak_tflops 989] [--json OUT.json] \
+      [--no_peer]
+
+The parent process runs each side in a child process (this same script with
+``--side jax`` or ``--side torch``), so peak memory and thread pools never mix,
+then prints a table and the ratio (bert_jax real tokens/s / HF real tokens/s).
+
+bert_jax side: the trainer's own pieces (``configs/pretrain.py`` groups,
+``PretrainingTask``, ``make_optimizer``, ``make_mesh`` with every local device
+on ``data``, ``init_state``, ``jit_steps``) on synthetic batches, so on-device
+dynamic masking, dropout, the sparse MLM head, NSP, clipping and AdamW are all
+inside the timed step. Compile time is ``train_step.lower(...).compile()``.
+
+Peer: ``transformers.BertForPreTraining`` (``BertForMaskedLM`` for
+``--objective mlm``) with the same config, doing forward with MLM labels at
+~15% of positions and ``next_sentence_label``, backward, global-norm clipping
+and ``torch.optim.AdamW``. Its masks are drawn on the host outside the timed
+region (as a data collator would); ours are drawn inside the step. Its MLM head
+computes vocabulary logits at all B x L positions; ours only at the P masked
+slots per row. That difference is part of what the ratio measures.
+
+Figures:
+  * tokens/s counts real (non-padding) tokens: the synthetic batches pad the
+    last 20% of every other row (~10% of positions).
+  * step time is the median over ``--steps`` steps after ``--warmup`` steps,
+    each ended by ``jax.block_until_ready`` (torch: synchronous on CPU,
+    ``torch.cuda.synchronize`` on GPU).
+  * model FLOPs per step = 6 * N * T + 12 * n_layers * hidden * seq_len * T,
+    with T = batch * seq_len (padding is computed, so it is counted) and N the
+    non-embedding parameters (all parameters minus the word, position and
+    token-type tables and the vocabulary-sized MLM output bias). The first
+    term is the dense matmuls forward + backward, the second the attention
+    scores and weighted sum. Neither side's vocabulary projection is in it;
+    it is reported apart as ``mlm_decoder_flops_per_step``
+    (6 * rows * hidden * vocab, rows = B*P for bert_jax, B*L for HF).
+  * MFU = model FLOPs / step time / (peak_tflops * 1e12 * devices), only with
+    ``--peak_tflops`` (per device); otherwise achieved TFLOP/s only.
+  * peak memory: peak RSS of the side's process (``getrusage``) everywhere,
+    plus the device's ``peak_bytes_in_use`` on GPU/TPU (torch: CUDA max
+    allocated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Special ids of the BERT uncased vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK].
+PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
+SPECIAL_IDS = (PAD, UNK, CLS, SEP, MASK)
+FIRST_WORD_ID = 1000  # Synthetic tokens are drawn from [1000, vocab).
+NUM_BATCHES = 4       # Distinct batches cycled through, made before timing.
+PADDED_ROW_FRACTION = 0.2  # Every other row pads its last 20%: ~10% padding.
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--size', default='tiny',
+                 choices=('tiny', 'mini', 'small', 'medium', 'base', 'large'))
+  p.add_argument('--batch', type=int, default=32, help='Global batch size.')
+  p.add_argument('--seq_len', type=int, default=128)
+  p.add_argument('--steps', type=int, default=20, help='Timed steps.')
+  p.add_argument('--warmup', type=int, default=2,
+                 help='Untimed steps after the first (compiling) one.')
+  p.add_argument('--dtype', default='float32',
+                 choices=('auto', 'float32', 'bfloat16'),
+                 help="Compute dtype (params stay fp32); 'auto' = the "
+                      "trainer's default: bf16 on GPU/TPU, fp32 on CPU.")
+  p.add_argument('--scan_layers', action='store_true')
+  p.add_argument('--objective', default='mlm_nsp',
+                 choices=('mlm', 'mlm_nsp', 'mlm_sop'))
+  p.add_argument('--vocab_size', type=int, default=30522)
+  p.add_argument('--max_predictions', type=int, default=0,
+                 help='P per row; 0 = ceil(0.15 * seq_len) (20 at 128).')
+  p.add_argument('--peak_tflops', type=float, default=0.0,
+                 help='Peak dense TFLOP/s of ONE device at --dtype; 0 = '
+                      'unknown (no MFU, achieved TFLOP/s only).')
+  p.add_argument('--torch_device', default='auto', choices=('auto', 'cpu', 'cuda'))
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--json', default='', help='Write the results here.')
+  p.add_argument('--no_peer', action='store_true', help='bert_jax side only.')
+  # Internal: the child processes.
+  p.add_argument('--side', default='', choices=('', 'jax', 'torch'),
+                 help=argparse.SUPPRESS)
+  p.add_argument('--result_file', default='', help=argparse.SUPPRESS)
+  p.add_argument('--model_json', default='', help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  if args.max_predictions <= 0:
+    args.max_predictions = math.ceil(0.15 * args.seq_len)
+  if args.vocab_size <= FIRST_WORD_ID:
+    p.error(f'--vocab_size must be > {FIRST_WORD_ID} (synthetic ids start there).')
+  if args.steps < 1 or args.batch < 1 or args.seq_len < 8:
+    p.error('--steps and --batch must be >= 1 and --seq_len >= 8.')
+  return args
+
+
+# ----------------------------------------------------------------- shared --
+
+def peak_rss_mb() -> float:
+  # ru_maxrss is in KiB on Linux (bytes on macOS).
+  kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return kib / (1024 * 1024 if sys.platform == 'darwin' else 1024)
+
+
+def synthetic_batches(args) -> list[dict[str, np.ndarray]]:
+  """Host batches shaped like bert_jax.data.pretraining's examples."""
+  rng = np.random.default_rng(args.seed)
+  B, L = args.batch, args.seq_len
+  pos_L = np.arange(L)
+  lengths_B = np.full(B, L)
+  lengths_B[1::2] = L - round(PADDED_ROW_FRACTION * L)
+  real_BL = pos_L[None] < lengths_B[:, None]
+  split_B = lengths_B // 2  # [SEP] closing sentence A.
+  rows = np.arange(B)
+  out = []
+  for _ in range(NUM_BATCHES):
+    ids = rng.integers(FIRST_WORD_ID, args.vocab_size, size=(B, L)).astype(np.int32)
+    ids[:, 0] = CLS
+    ids[rows, split_B] = SEP
+    ids[rows, lengths_B - 1] = SEP
+    ids[~real_BL] = PAD
+    out.append({
+        'input_ids': ids,
+        'token_type_ids': ((pos_L[None] > split_B[:, None]) & real_BL).astype(np.int32),
+        'attention_mask': real_BL.astype(np.int32),
+        'word_ids': np.where(real_BL, pos_L[None], -1).astype(np.int32),
+        'nsp_label': rng.integers(0, 2, size=B).astype(np.int32),
+    })
+  return out
+
+
+def model_flops(non_embedding_params: int, num_layers: int, hidden: int,
+                seq_len: int, tokens: int) -> float:
+  """6 N T (dense fwd + bwd) + 12 layers * hidden * seq_len * T (attention)."""
+  return (6.0 * non_embedding_params * tokens
+          + 12.0 * num_layers * hidden * seq_len * tokens)
+
+
+def step_stats(times: list[float], real_tokens: float, flops: float,
+               peak_tflops: float, devices: int) -> dict:
+  med = statistics.median(times)
+  achieved = flops / med / 1e12
+  return {
+      'step_time_s': {'median': med, 'min': min(times), 'max': max(times),
+                      'n': len(times)},
+      'tokens_per_s': real_tokens / med,
+      'achieved_tflops': achieved,
+      'mfu': achieved / (peak_tflops * devices) if peak_tflops > 0 else None,
+  }
+
+
+def write_result(path: str, result: dict) -> None:
+  with open(path, 'w') as f:
+    json.dump(result, f, indent=2, sort_keys=True)
+
+
+# --------------------------------------------------------------- jax side --
+
+def run_jax(args) -> dict:
+  sys.path.insert(0, REPO)
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from bert_jax.tasks.pretraining import PretrainingTask, model_config_from  # pylint: disable=g-import-not-at-top
+  from bert_jax.train import optim, sharding  # pylint: disable=g-import-not-at-top
+  from bert_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  from configs import pretrain  # pylint: disable=g-import-not-at-top
+  rss_imports = peak_rss_mb()
+
+  config = pretrain.get_config(f'size={args.size},objective={args.objective}')
+  config.model.vocab_size = args.vocab_size
+  config.model.dtype = args.dtype
+  config.model.scan_layers = args.scan_layers
+  config.data.max_seq_length = args.seq_len
+  config.data.max_predictions_per_seq = args.max_predictions
+  config.train.global_batch_size = args.batch
+  mc = model_config_from(config, args.vocab_size)  # resolves dtype 'auto'
+  task = PretrainingTask(mc, config.data, SPECIAL_IDS, MASK)
+  mesh = sharding.make_mesh(config.mesh)  # data=-1: every device on data.
+  dp = sharding.data_parallel_size(mesh)
+  if args.batch % dp:
+    raise ValueError(f'--batch={args.batch} is not divisible by the '
+                     f'{dp} data-parallel devices.')
+  rules = sharding.rules_from_config(config.logical_axis_rules)
+  tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
+  init_rng, train_rng = jax.random.split(jax.random.key(args.seed))
+  host = synthetic_batches(args)
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    t0 = time.perf_counter()
+    state, shardings = step_lib.init_state(task, tx, mesh, rules, init_rng)
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - t0
+    train_step, _ = step_lib.jit_steps(task, tx, schedule, mesh, rules,
+                                       shardings, config.train.grad_accum_steps)
+    batches = [sharding.shard_batch(b, mesh) for b in host]
+    t0 = time.perf_counter()
+    lowered = train_step.lower(state, batches[0], train_rng)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    state, metrics = compiled(state, batches[0], train_rng)
+    jax.block_until_ready(metrics)
+    first_run_s = time.perf_counter() - t2
+    for i in range(args.warmup):
+      state, metrics = compiled(state, batches[(i + 1) % NUM_BATCHES], train_rng)
+    jax.block_until_ready((state, metrics))
+    times = []
+    for i in range(args.steps):
+      batch = batches[(args.warmup + 1 + i) % NUM_BATCHES]
+      t = time.perf_counter()
+      state, metrics = compiled(state, batch, train_rng)
+      jax.block_until_ready((state, metrics))
+      times.append(time.perf_counter() - t)
+    loss = float(metrics['loss'])
+  if not math.isfinite(loss):
+    raise FloatingPointError(f'bert_jax loss is {loss} after the timed steps.')
+
+  params = jax.tree_util.tree_leaves_with_path(state.params)
+  total = sum(int(np.prod(x.shape)) for _, x in params)
+  embedding = 0
+  for path, x in params:
+    names = [str(getattr(k, 'key', k)) for k in path]
+    if names[-2:-1] in (['word_embeddings'], ['position_embeddings'],
+                        ['token_type_embeddings']) or names == ['mlm', 'bias']:
+      embedding += int(np.prod(x.shape))
+  tokens = args.batch * args.seq_len
+  real = float(np.mean([b['attention_mask'].sum() for b in host]))
+  flops = model_flops(total - embedding, mc.num_layers, mc.hidden_size,
+                      args.seq_len, tokens)
+  devices = jax.devices()
+  mem = devices[0].memory_stats() if hasattr(devices[0], 'memory_stats') else None
+  xla_flops = None
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    xla_flops = float(cost['flops']) if cost and 'flops' in cost else None
+  except Exception:  # Not every backend reports a cost analysis.
+    pass
+  import flax  # pylint: disable=g-import-not-at-top
+  return {
+      'side': 'bert_jax',
+      'versions': {'jax': jax.__version__, 'flax': flax.__version__},
+      'backend': jax.default_backend(),
+      'device_kind': devices[0].device_kind,
+      'num_devices': len(devices),
+      'mesh': dict(mesh.shape),
+      'dtype': mc.dtype,
+      'scan_layers': mc.scan_layers,
+      'model': {k: getattr(mc, k) for k in (
+          'vocab_size', 'hidden_size', 'num_layers', 'num_heads',
+          'intermediate_size', 'max_position_embeddings', 'type_vocab_size',
+          'hidden_dropout', 'attention_dropout', 'layer_norm_eps',
+          'hidden_act')},
+      'params': total,
+      'non_embedding_params': total - embedding,
+      'tokens_per_step': tokens,
+      'real_tokens_per_step': real,
+      'model_flops_per_step': flops,
+      'mlm_decoder_flops_per_step':
+          6.0 * args.batch * args.max_predictions * mc.hidden_size * mc.vocab_size,
+      'xla_cost_analysis_flops_per_step': xla_flops,
+      'init_s': init_s,
+      'lower_s': t1 - t0,
+      'compile_s': t2 - t1,
+      'first_step_s': first_run_s,
+      **step_stats(times, real, flops, args.peak_tflops, len(devices)),
+      'final_loss': loss,
+      'rss_after_imports_mb': rss_imports,
+      'peak_rss_mb': peak_rss_mb(),
+      'device_peak_bytes': (mem or {}).get('peak_bytes_in_use'),
+  }
+
+
+# ------------------------------------------------------------- torch side --
+
+def host_masks(batch: dict[str, np.ndarray], rng: np.random.Generator,
+               vocab_size: int, max_predictions: int) -> np.ndarray:
+  """MLM labels [B, L] (-100 = not predicted) and corrupted ids, in place.
+
+  The same rule as bert_jax.data.masking: round(15%) of a row's real,
+  non-special tokens (1..P), of which 80% [MASK], 10% random, 10% kept.
+  """
+  ids = batch['input_ids']
+  candidate = (batch['attention_mask'] > 0) & ~np.isin(ids, SPECIAL_IDS)
+  labels = np.full(ids.shape, -100, np.int64)
+  corrupted = ids.copy()
+  for row in range(ids.shape[0]):
+    cand = np.flatnonzero(candidate[row])
+    n = min(max(int(np.round(len(cand) * 0.15)), 1), max_predictions, len(cand))
+    chosen = rng.choice(cand, size=n, replace=False)
+    labels[row, chosen] = ids[row, chosen]
+    action = rng.random(n)
+    corrupted[row, chosen[action < 0.8]] = MASK
+    rand = chosen[(action >= 0.8) & (action < 0.9)]
+    corrupted[row, rand] = rng.integers(FIRST_WORD_ID, vocab_size, size=len(rand))
+  return corrupted, labels
+
+
+def run_torch(args) -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  rss_imports = peak_rss_mb()
+  torch.set_num_threads(os.cpu_count())
+  torch.manual_seed(args.seed)
+  m = json.loads(args.model_json)
+  dev = args.torch_device
+  if dev == 'auto':
+    dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+  cfg = transformers.BertConfig(
+      vocab_size=m['vocab_size'], hidden_size=m['hidden_size'],
+      num_hidden_layers=m['num_layers'], num_attention_heads=m['num_heads'],
+      intermediate_size=m['intermediate_size'],
+      max_position_embeddings=m['max_position_embeddings'],
+      type_vocab_size=m['type_vocab_size'],
+      hidden_dropout_prob=m['hidden_dropout'],
+      attention_probs_dropout_prob=m['attention_dropout'],
+      layer_norm_eps=m['layer_norm_eps'], hidden_act=m['hidden_act'])
+  sentence = args.objective != 'mlm'
+  cls = transformers.BertForPreTraining if sentence else transformers.BertForMaskedLM
+  model = cls(cfg).to(dev).train()
+  # The same optimizer as bert_jax's defaults (configs/common.optim_group):
+  # AdamW, eps 1e-6, decay 0.01 except biases and norms, global-norm clip 1.
+  decay, no_decay = [], []
+  for name, p in model.named_parameters():
+    (no_decay if name.endswith('bias') or 'LayerNorm' in name else decay).append(p)
+  opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.01},
+                           {'params': no_decay, 'weight_decay': 0.0}],
+                          lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
+  rng = np.random.default_rng(args.seed + 1)
+  batches = []
+  host = synthetic_batches(args)
+  for b in host:
+    ids, labels = host_masks(b, rng, args.vocab_size, args.max_predictions)
+    t = {'input_ids': torch.from_numpy(ids.astype(np.int64)),
+         'attention_mask': torch.from_numpy(b['attention_mask'].astype(np.int64)),
+         'token_type_ids': torch.from_numpy(b['token_type_ids'].astype(np.int64)),
+         'labels': torch.from_numpy(labels)}
+    if sentence:
+      t['next_sentence_label'] = torch.from_numpy(b['nsp_label'].astype(np.int64))
+    batches.append({k: v.to(dev) for k, v in t.items()})
+  autocast_dtype = torch.bfloat16 if args.dtype == 'bfloat16' else None
+  sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
+
+  def step(batch):
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(dev, dtype=autocast_dtype or torch.float32,
+                        enabled=autocast_dtype is not None):
+      loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss
+
+  t0 = time.perf_counter()
+  step(batches[0])
+  sync()
+  first_s = time.perf_counter() - t0
+  for i in range(args.warmup):
+    step(batches[(i + 1) % NUM_BATCHES])
+  sync()
+  times = []
+  for i in range(args.steps):
+    batch = batches[(args.warmup + 1 + i) % NUM_BATCHES]
+    t = time.perf_counter()
+    loss = step(batch)
+    sync()
+    times.append(time.perf_counter() - t)
+  loss = float(loss.detach())
+  if not math.isfinite(loss):
+    raise FloatingPointError(f'HF loss is {loss} after the timed steps.')
+  total = sum(p.numel() for p in model.parameters())
+  embedding = sum(p.numel() for n, p in model.named_parameters()
+                  if n.endswith(('word_embeddings.weight',
+                                 'position_embeddings.weight',
+                                 'token_type_embeddings.weight',
+                                 'predictions.bias')))
+  tokens = args.batch * args.seq_len
+  real = float(np.mean([b['attention_mask'].sum() for b in host]))
+  flops = model_flops(total - embedding, m['num_layers'], m['hidden_size'],
+                      args.seq_len, tokens)
+  return {
+      'side': 'hf_torch',
+      'versions': {'torch': torch.__version__,
+                   'transformers': transformers.__version__},
+      'backend': dev,
+      'device_kind': (torch.cuda.get_device_name() if dev == 'cuda'
+                      else platform.processor() or platform.machine()),
+      'num_devices': 1,
+      'threads': torch.get_num_threads(),
+      'attn_implementation': getattr(model.config, '_attn_implementation', None),
+      'model_class': cls.__name__,
+      'dtype': args.dtype if autocast_dtype else 'float32',
+      'params': total,
+      'non_embedding_params': total - embedding,
+      'tokens_per_step': tokens,
+      'real_tokens_per_step': real,
+      'model_flops_per_step': flops,
+      'mlm_decoder_flops_per_step':
+          6.0 * tokens * m['hidden_size'] * m['vocab_size'],
+      'first_step_s': first_s,
+      **step_stats(times, real, flops, args.peak_tflops, 1),
+      'final_loss': loss,
+      'rss_after_imports_mb': rss_imports,
+      'peak_rss_mb': peak_rss_mb(),
+      'device_peak_bytes': (torch.cuda.max_memory_allocated()
+                            if dev == 'cuda' else None),
+  }
+
+
+# ----------------------------------------------------------------- parent --
+
+def run_child(args, side: str, extra: list[str]) -> dict:
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, f'{side}.json')
+    cmd = [sys.executable, os.path.abspath(__file__), '--side', side,
+           '--result_file', out, '--size', args.size, '--batch', str(args.batch),
+           '--seq_len', str(args.seq_len), '--steps', str(args.steps),
+           '--warmup', str(args.warmup), '--objective', args.objective,
+           '--vocab_size', str(args.vocab_size),
+           '--max_predictions', str(args.max_predictions),
+           '--peak_tflops', str(args.peak_tflops),
+           '--torch_device', args.torch_device, '--seed', str(args.seed)] + extra
+    if args.scan_layers:
+      cmd.append('--scan_layers')
+    print(f'[benchmark_step] running the {side} side ...', file=sys.stderr,
+          flush=True)
+    proc = subprocess.run(cmd, cwd=REPO, check=False)
+    if proc.returncode != 0 or not os.path.exists(out):
+      return {'error': f'{side} side exited with status {proc.returncode} '
+                       '(its traceback is above).'}
+    with open(out) as f:
+      return json.load(f)
+
+
+def _fmt(x, spec):
+  return '-' if x is None else format(x, spec)
+
+
+def table(result: dict) -> str:
+  head = (f"{'side':<10} {'dtype':<9} {'compile s':>9} {'1st step s':>10} "
+          f"{'step ms':>9} {'real tok/s':>11} {'TFLOP/s':>8} {'MFU':>6} "
+          f"{'peak RSS MB':>11}")
+  lines = [head, '-' * len(head)]
+  for key in ('bert_jax', 'peer'):
+    r = result.get(key)
+    if not r:
+      continue
+    if 'error' in r:
+      lines.append(f'{key:<10} ERROR: {r["error"]}')
+      continue
+    lines.append(
+        f"{key:<10} {r['dtype']:<9} {_fmt(r.get('compile_s'), '9.2f')} "
+        f"{r['first_step_s']:10.2f} {r['step_time_s']['median'] * 1e3:9.1f} "
+        f"{r['tokens_per_s']:11.0f} {r['achieved_tflops']:8.3f} "
+        f"{_fmt(r['mfu'], '6.1%')} {r['peak_rss_mb']:11.0f}")
+  if result.get('ratio_tokens_per_s') is not None:
+    lines.append(f"ratio (bert_jax / HF real tokens/s): "
+                 f"{result['ratio_tokens_per_s']:.2f}")
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  if args.side:
+    result = run_jax(args) if args.side == 'jax' else run_torch(args)
+    write_result(args.result_file, result)
+    return 0
+  jax_result = run_child(args, 'jax', ['--dtype', args.dtype])
+  peer = None
+  if not args.no_peer and 'error' not in jax_result:
+    # The peer takes the resolved dtype and the exact model config.
+    peer = run_child(args, 'torch', ['--dtype', jax_result['dtype'],
+                                     '--model_json',
+                                     json.dumps(jax_result['model'])])
+  ok = 'error' not in jax_result and (peer is None or 'error' not in peer)
+  ratio = (jax_result['tokens_per_s'] / peer['tokens_per_s']
+           if ok and peer else None)
+  result = {
+      'benchmark': 'pretraining train step (forward, backward, optimizer)',
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec='seconds'),
+      'command': ' '.join([os.path.relpath(os.path.abspath(__file__), REPO)]
+                          + (sys.argv[1:] if argv is None else list(argv))),
+      'settings': {k: getattr(args, k) for k in (
+          'size', 'batch', 'seq_len', 'steps', 'warmup', 'dtype', 'scan_layers',
+          'objective', 'vocab_size', 'max_predictions', 'peak_tflops', 'seed',
+          'no_peer')},
+      'machine': {'platform': platform.platform(), 'cpu_count': os.cpu_count(),
+                  'python': platform.python_version()},
+      'flops_formula': ('6 * non_embedding_params * batch * seq_len + '
+                        '12 * num_layers * hidden * seq_len * batch * seq_len'),
+      'bert_jax': jax_result,
+      'peer': peer,
+      'ratio_tokens_per_s': ratio,
+  }
+  print(table(result))
+  if ok and peer and jax_result['params'] != peer['params']:
+    print(f"warning: parameter counts differ (bert_jax {jax_result['params']}, "
+          f"HF {peer['params']}).", file=sys.stderr)
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    write_result(args.json, result)
+  return 0 if ok else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())
