@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 # Metrics where lower is better (sorted ascending).
-_LOWER_IS_BETTER = re.compile(r'loss|perplexity|ppl|error|_step$|^step$')
+_LOWER_IS_BETTER = re.compile(r'loss|perplexity|ppl|error')
 
 
 def _read_json(path: str) -> Any:

@@ -178,7 +178,7 @@ def check_overrides(base: str, runs: list[tuple[str, dict[str, Any]]],
             else value
       except (KeyError, AttributeError, TypeError, ValueError) as e:
         what = '--set' if key in common and key not in overrides else f'entry {name!r}'
-        raise SweepError(f'{what}: cannot set {key}={render(value)!r} on {base}: '
+        raise SweepError(f'{what}: cannot set {key}={render(value)} on {base}: '
                          f'{e}') from None
 
 
@@ -257,8 +257,9 @@ def run_one(base: str, root: str, name: str, overrides: dict[str, Any],
 
 
 def _tail(path: str, lines: int = 15) -> str:
+  """The log's last lines, without absl INFO/WARNING lines (the error is in a traceback)."""
   with open(path, errors='replace') as f:
-    tail = f.readlines()[-lines:]
+    tail = [l for l in f if not re.match(r'[IW]\d{4} ', l)][-lines:]
   return ''.join('    | ' + line for line in tail).rstrip()
 
 

@@ -30,6 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'mlp_type': ('gelu', 'geglu', 'swiglu'),
     'dtype': ('float32', 'bfloat16', 'float16'),
     'param_dtype': ('float32', 'bfloat16'),
+    'attention_impl': ('xla', 'cudnn'),
     'remat_policy': ('none', 'full', 'dots', 'dots_with_no_batch_dims',
                      'save_nothing'),
 }
@@ -60,6 +61,9 @@ class ModelConfig:
   param_dtype: str = 'float32'
   scan_layers: bool = False  # nn.scan over layers: flat compile time in depth.
   remat_policy: str = 'none'  # 'none' = no rematerialisation.
+  # jax.nn.dot_product_attention backend: 'xla' everywhere; 'cudnn' = cuDNN
+  # flash attention (NVIDIA GPU, bf16/fp16 compute only).
+  attention_impl: str = 'xla'
   # --- architecture variants (defaults = original BERT) ---
   norm_placement: str = 'post'
   norm_type: str = 'layernorm'
@@ -102,6 +106,9 @@ class ModelConfig:
                  'type_vocab_size'):
       if getattr(self, name) <= 0:
         raise ValueError(f'model.{name} must be > 0, got {getattr(self, name)}.')
+    if self.attention_impl == 'cudnn' and self.dtype == 'float32':
+      raise ValueError("model.attention_impl='cudnn' needs model.dtype "
+                       "bfloat16 or float16 (cuDNN flash attention).")
     if self.bilstm_layers < 0 or (self.bilstm_layers and self.bilstm_hidden <= 0):
       raise ValueError('model.bilstm_layers must be >= 0 and bilstm_hidden > 0.')
     for name in ('hidden_dropout', 'attention_dropout'):

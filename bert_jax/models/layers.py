@@ -208,7 +208,7 @@ class SelfAttention(nn.Module):
       out_BLHK = jax.nn.dot_product_attention(
           q_BLHK, k_BLHK, v_BLHK,
           bias=None if bias is None else bias.astype(q_BLHK.dtype),
-          mask=mask_B1LL)
+          mask=mask_B1LL, implementation=c.attention_impl)
     out_BLD = Projection(
         kernel_shape=(c.num_heads, c.head_dim, c.hidden_size),
         kernel_axes=('heads', 'kv', 'embed'), contract=2, config=c,

@@ -24,6 +24,7 @@ from bert_jax.train import pretrained
 
 # Fields of config.model that apply on top of a checkpoint's architecture.
 RUNTIME_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat_policy',
+                  'attention_impl',
                   'hidden_dropout', 'attention_dropout', 'bilstm_layers',
                   'bilstm_hidden')
 TASK_METADATA = 'task.json'

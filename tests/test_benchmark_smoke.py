@@ -1,0 +1,59 @@
+"""experiments/benchmark_step.py runs end to end and writes every field.
+
+No timing assertions: only that the parent/child plumbing works and the JSON
+report has the figures docs/benchmarks.md quotes.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, 'experiments', 'benchmark_step.py')
+
+SIDE_FIELDS = (
+    'side', 'backend', 'num_devices', 'mesh', 'dtype', 'scan_layers', 'model',
+    'params', 'non_embedding_params', 'tokens_per_step', 'real_tokens_per_step',
+    'model_flops_per_step', 'mlm_decoder_flops_per_step', 'lower_s',
+    'compile_s', 'lower_and_compile_s', 'first_step_s', 'step_time_s',
+    'tokens_per_s', 'achieved_tflops', 'mfu', 'final_loss',
+    'rss_after_imports_mb', 'peak_rss_mb', 'device_peak_bytes')
+
+
+def test_benchmark_writes_the_report(tmp_path):
+  out = tmp_path / 'bench.json'
+  env = dict(os.environ)
+  # Two fake devices: the mesh puts both on `data`, so the batch is sharded,
+  # and the run stays quick on a 2-core machine (8 devices triple the time).
+  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
+  env['JAX_PLATFORMS'] = 'cpu'
+  proc = subprocess.run(
+      [sys.executable, SCRIPT, '--size', 'tiny', '--batch', '8', '--seq_len',
+       '32', '--steps', '2', '--no_peer', '--json', str(out)],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+      check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert 'bert_jax' in proc.stdout  # the printed table
+
+  report = json.loads(out.read_text())
+  for key in ('benchmark', 'date', 'command', 'settings', 'machine',
+              'flops_formula', 'bert_jax', 'peer', 'ratio_tokens_per_s'):
+    assert key in report, key
+  assert report['peer'] is None and report['ratio_tokens_per_s'] is None
+  assert report['settings']['size'] == 'tiny'
+  assert report['settings']['max_predictions'] == 5  # ceil(0.15 * 32)
+
+  side = report['bert_jax']
+  missing = [k for k in SIDE_FIELDS if k not in side]
+  assert not missing, missing
+  assert side['num_devices'] == 2 and side['mesh']['data'] == 2
+  assert side['step_time_s']['n'] == 2
+  assert side['tokens_per_step'] == 8 * 32
+  # Every other row pads its last 20% (6 of 32 positions).
+  assert side['real_tokens_per_step'] == 8 * 32 - 4 * 6
+  assert 0 < side['non_embedding_params'] < side['params']
+  assert side['mfu'] is None  # no --peak_tflops
+  assert math.isfinite(side['final_loss'])
+  assert side['peak_rss_mb'] >= side['rss_after_imports_mb'] > 0
