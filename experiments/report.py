@@ -113,11 +113,16 @@ def choose_metric(rows: list[dict[str, Any]], metric: str | None) -> str | None:
     return metric
   if not available:
     return None
-  # Default: MLM accuracy for pretraining, the best main metric for fine-tuning.
-  for preferred in ['mlm_accuracy'] + [k for k in available
-                                       if k.startswith('best_') and k != 'best_step']:
-    if preferred in available:
-      return preferred
+  if 'mlm_accuracy' in available:
+    return 'mlm_accuracy'
+  # Fine-tuning: the main metric (the one `best` tracks) at the last step. The
+  # best over evaluations is picked on the same split, so it flatters.
+  for best in (k for k in available if k.startswith('best_') and k != 'best_step'):
+    main = best[len('best_'):]
+    for k in available:
+      if k == main or k.endswith('/' + main):
+        return k
+    return best
   return available[0]
 
 
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--root', required=True, help='The sweep root (--root of the runner).')
   parser.add_argument('--metric', default=None,
                       help='Sort and delta metric (default mlm_accuracy; for fine-'
-                           'tuning runs, best_<main metric>).')
+                           'tuning runs, the main metric at the last step).')
   parser.add_argument('--baseline', default='baseline', help='Name of the baseline run.')
   parser.add_argument('--lower_is_better', default=None,
                       type=lambda s: s.lower() in ('1', 'true', 'yes'),

@@ -167,17 +167,18 @@ def check_overrides(base: str, runs: list[tuple[str, dict[str, Any]]],
   spec.loader.exec_module(module)
   for name, overrides in runs:
     config = module.get_config(arg or None)
-    for key, value in [*common.items(), *overrides.items()]:
+    merged = {**{k: (v, True) for k, v in common.items()},
+              **{k: (v, False) for k, v in overrides.items()}}
+    for key, (value, from_set) in merged.items():
       *groups, field = key.split('.')
       node = config
       try:
         for g in groups:
           node = node[g]
         current = node[field]
-        node[field] = _coerce(value, current) if key in common and key not in overrides \
-            else value
+        node[field] = _coerce(value, current) if from_set else value
       except (KeyError, AttributeError, TypeError, ValueError) as e:
-        what = '--set' if key in common and key not in overrides else f'entry {name!r}'
+        what = '--set' if from_set else f'entry {name!r}'
         raise SweepError(f'{what}: cannot set {key}={render(value)} on {base}: '
                          f'{e}') from None
 
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--only', default='', help='Comma-separated entry names to run.')
   parser.add_argument('--dry_run', action='store_true', help='Print the commands only.')
   parser.add_argument('--set', dest='common', action='extend', nargs='+', default=[],
-                      metavar='FIELD=VALUE', help='Override added to every entry.')
+                      metavar='FIELD=VALUE',
+                      help='Override added to every entry (an entry\'s own value wins).')
   parser.add_argument('--parallel', type=int, default=1,
                       help='Runs at once (each run uses every local device).')
   args = parser.parse_args(argv)
@@ -282,10 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = named_entries(entries, path)
     common = parse_set(args.common)
     for name, overrides in runs:
+      # --set changes the base; an entry's own value wins, so no ablation
+      # silently loses what it varies.
       both = sorted(set(common) & set(overrides))
       if both:
-        raise SweepError(f'--set {", ".join(both)} conflicts with entry {name!r}, '
-                         'which sets it: an ablation must not lose its override.')
+        print(f'note: entry {name!r} keeps its own {", ".join(both)} over --set.')
     if args.only:
       wanted = [n.strip() for n in args.only.split(',') if n.strip()]
       unknown = sorted(set(wanted) - {n for n, _ in runs})

@@ -73,8 +73,10 @@ def test_values_render_as_ml_collections_parses_them():
 def tiny_sweep(tmp_path_factory):
   """Two real runs through the runner: baseline and untied decoder."""
   root = tmp_path_factory.mktemp('sweep')
+  # Two at once: compiling is mostly single-threaded, so on two or more cores
+  # this halves the wall time (and covers --parallel).
   args = ('--sweep', VARIANTS, '--root', str(root), '--only',
-          'baseline,untied_decoder', '--set', *QUICK)
+          'baseline,untied_decoder', '--parallel', '2', '--set', *QUICK)
   r = _cli('experiments.sweep', *args)
   assert r.returncode == 0, r.stdout + r.stderr
   return root, args, r
@@ -196,8 +198,6 @@ def test_bad_invocations_fail_before_running(tmp_path, capsys):
   cases = [
       (['--sweep', str(tmp_path / 'nope.py')], 'nope.py does not exist'),
       (['--sweep', VARIANTS, '--only', 'rope,nope'], '--only nope: no such entries'),
-      (['--sweep', VARIANTS, '--set', 'model.use_bias=False'],
-       "conflicts with entry 'no_bias'"),
       (['--sweep', VARIANTS, '--set', 'train.num_steps=many'],
        'cannot set train.num_steps=many'),
       (['--sweep', VARIANTS, '--set', 'train.num_stepz=5'], 'train.num_stepz'),
@@ -205,6 +205,17 @@ def test_bad_invocations_fail_before_running(tmp_path, capsys):
   for args, message in cases:
     assert sweep.main([*args, '--root', root, '--dry_run']) == 2, args
     assert message in capsys.readouterr().err, args
+
+
+def test_set_changes_the_base_and_entries_keep_their_own_value(tmp_path, capsys):
+  assert sweep.main(['--sweep', VARIANTS, '--root', str(tmp_path), '--dry_run',
+                     '--only', 'baseline,no_bias', '--set', 'model.use_bias=True']) == 0
+  out = capsys.readouterr().out
+  assert "note: entry 'no_bias' keeps its own model.use_bias over --set." in out
+  baseline, no_bias = [line for line in out.splitlines() if 'launch.py' in line]
+  assert '--config.model.use_bias=True' in baseline
+  assert '--config.model.use_bias=False' in no_bias
+  assert '--config.model.use_bias=True' not in no_bias
 
 
 def test_report_reads_finetuning_results_and_lists_missing_runs(tmp_path, capsys):
@@ -219,13 +230,16 @@ def test_report_reads_finetuning_results_and_lists_missing_runs(tmp_path, capsys
                                   'best': {'accuracy': 0.8, 'step': 10}}})
   (tmp_path / 'sweep.json').write_text(json.dumps(
       {'entries': {'baseline': {}, 'lr': {}, 'never': {'seed': 3}}}))
+  # Default: the main metric at the last step (best_* is picked on the same split).
   assert report.main(['--root', str(tmp_path)]) == 0
   lines = capsys.readouterr().out.splitlines()
-  assert 'best_accuracy' in lines[0] and 'Δ best_accuracy vs baseline' in lines[0]
+  assert lines[0].startswith('| name | overrides | status | step | accuracy | '
+                             'Δ accuracy vs baseline | best_accuracy |')
   assert [line.split(' | ')[0] for line in lines[2:5]] == ['| lr', '| baseline', '| never']
-  assert '| lr | optim.learning_rate=0.0001 | done | 10 | 0.8000 | +0.2000 |' in lines[2]
+  assert '| lr | optim.learning_rate=0.0001 | done | 10 | 0.7500 | +0.2500 |' in lines[2]
   assert '| never | seed=3 | missing |' in lines[4]
-  assert report.main(['--root', str(tmp_path), '--metric', 'accuracy']) == 0
-  assert 'Δ accuracy vs baseline' in capsys.readouterr().out
+  assert report.main(['--root', str(tmp_path), '--metric', 'best_accuracy']) == 0
+  assert '| lr | optim.learning_rate=0.0001 | done | 10 | 0.8000 | +0.2000 |' in \
+      capsys.readouterr().out
   assert report.main(['--root', str(tmp_path), '--metric', 'mlm_accuracy']) == 2
   assert "'mlm_accuracy' is in no run" in capsys.readouterr().err
