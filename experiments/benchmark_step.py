@@ -38,12 +38,20 @@ Figures:
     term is the dense matmuls forward + backward, the second the attention
     scores and weighted sum. Neither side's vocabulary projection is in it;
     it is reported apart as ``mlm_decoder_flops_per_step``
-    (6 * rows * hidden * vocab, rows = B*P for bert_jax, B*L for HF).
+    (6 * rows * hidden * vocab, rows = B*P for bert_jax, B*L for HF), and
+    ``achieved_tflops_incl_mlm_decoder`` counts both: the work each side
+    really does, a measure of hardware efficiency comparable across sides.
+  * ``xla_cost_analysis_flops_per_step`` is XLA's own count of the compiled
+    step, a check on the formula: unrolled, it agrees with model + decoder
+    FLOPs within 2%; with ``--scan_layers`` it counts the loop body once, so
+    it is low by (n_layers - 1) layers.
   * MFU = model FLOPs / step time / (peak_tflops * 1e12 * devices), only with
     ``--peak_tflops`` (per device); otherwise achieved TFLOP/s only.
   * peak memory: peak RSS of the side's process (``getrusage``) everywhere,
     plus the device's ``peak_bytes_in_use`` on GPU/TPU (torch: CUDA max
     allocated).
+  * ``other_processes_busy_cores``: CPU other processes used during the
+    timed steps (see ``OtherLoad``); 0 on a quiet machine.
 """
 
 from __future__ import annotations
@@ -82,7 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--steps', type=int, default=20, help='Timed steps.')
   p.add_argument('--warmup', type=int, default=2,
                  help='Untimed steps after the first (compiling) one.')
-  p.add_argument('--dtype', default='float32',
+  p.add_argument('--dtype', default='auto',
                  choices=('auto', 'float32', 'bfloat16'),
                  help="Compute dtype (params stay fp32); 'auto' = the "
                       "trainer's default: bf16 on GPU/TPU, fp32 on CPU.")
@@ -122,6 +130,45 @@ def peak_rss_mb() -> float:
   return kib / (1024 * 1024 if sys.platform == 'darwin' else 1024)
 
 
+class OtherLoad:
+  """CPU time other processes used while the timed steps ran (Linux only).
+
+  Another job on the machine skews a CPU benchmark (on the 2-core machine of
+  docs/benchmarks.md one took the HF step from 1.2 s to 3.2 s): this puts a
+  number on it, in busy cores on average = (machine busy time - this
+  process's CPU time) / wall time. Rerun when it is well above 0.
+  """
+
+  def __enter__(self):
+    self.start = (self._busy(), self._own(), time.perf_counter())
+    return self
+
+  def __exit__(self, *exc):
+    self.end = (self._busy(), self._own(), time.perf_counter())
+
+  @staticmethod
+  def _busy():
+    try:
+      with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+      return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+  @staticmethod
+  def _own():
+    t = os.times()
+    return t.user + t.system
+
+  def cores(self) -> float | None:
+    if self.start[0] is None or self.end[0] is None:
+      return None
+    wall = self.end[2] - self.start[2]
+    other = (self.end[0] - self.start[0]) - (self.end[1] - self.start[1])
+    return max(other, 0.0) / wall
+
+
 def synthetic_batches(args) -> list[dict[str, np.ndarray]]:
   """Host batches shaped like bert_jax.data.pretraining's examples."""
   rng = np.random.default_rng(args.seed)
@@ -157,7 +204,7 @@ def model_flops(non_embedding_params: int, num_layers: int, hidden: int,
 
 
 def step_stats(times: list[float], real_tokens: float, flops: float,
-               peak_tflops: float, devices: int) -> dict:
+               decoder_flops: float, peak_tflops: float, devices: int) -> dict:
   med = statistics.median(times)
   achieved = flops / med / 1e12
   return {
@@ -166,6 +213,10 @@ def step_stats(times: list[float], real_tokens: float, flops: float,
       'tokens_per_s': real_tokens / med,
       'achieved_tflops': achieved,
       'mfu': achieved / (peak_tflops * devices) if peak_tflops > 0 else None,
+      # The matmul work this side really does: model FLOPs + its own MLM
+      # decoder. Comparable across sides as hardware efficiency.
+      'mlm_decoder_flops_per_step': decoder_flops,
+      'achieved_tflops_incl_mlm_decoder': (flops + decoder_flops) / med / 1e12,
   }
 
 
@@ -225,12 +276,13 @@ def run_jax(args) -> dict:
       state, metrics = compiled(state, batches[(i + 1) % NUM_BATCHES], train_rng)
     jax.block_until_ready((state, metrics))
     times = []
-    for i in range(args.steps):
-      batch = batches[(args.warmup + 1 + i) % NUM_BATCHES]
-      t = time.perf_counter()
-      state, metrics = compiled(state, batch, train_rng)
-      jax.block_until_ready((state, metrics))
-      times.append(time.perf_counter() - t)
+    with OtherLoad() as other:
+      for i in range(args.steps):
+        batch = batches[(args.warmup + 1 + i) % NUM_BATCHES]
+        t = time.perf_counter()
+        state, metrics = compiled(state, batch, train_rng)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - t)
     loss = float(metrics['loss'])
   if not math.isfinite(loss):
     raise FloatingPointError(f'bert_jax loss is {loss} after the timed steps.')
@@ -276,16 +328,17 @@ def run_jax(args) -> dict:
       'tokens_per_step': tokens,
       'real_tokens_per_step': real,
       'model_flops_per_step': flops,
-      'mlm_decoder_flops_per_step':
-          6.0 * args.batch * args.max_predictions * mc.hidden_size * mc.vocab_size,
       'xla_cost_analysis_flops_per_step': xla_flops,
       'init_s': init_s,
       'lower_s': t1 - t0,
       'compile_s': t2 - t1,
       'lower_and_compile_s': t2 - t0,
       'first_step_s': first_run_s,
-      **step_stats(times, real, flops, args.peak_tflops, len(devices)),
+      **step_stats(times, real, flops, 6.0 * args.batch * args.max_predictions
+                   * mc.hidden_size * mc.vocab_size, args.peak_tflops,
+                   len(devices)),
       'final_loss': loss,
+      'other_processes_busy_cores': other.cores(),
       'rss_after_imports_mb': rss_imports,
       'peak_rss_mb': peak_rss_mb(),
       'device_peak_bytes': (mem or {}).get('peak_bytes_in_use'),
@@ -295,8 +348,9 @@ def run_jax(args) -> dict:
 # ------------------------------------------------------------- torch side --
 
 def host_masks(batch: dict[str, np.ndarray], rng: np.random.Generator,
-               vocab_size: int, max_predictions: int) -> np.ndarray:
-  """MLM labels [B, L] (-100 = not predicted) and corrupted ids, in place.
+               vocab_size: int, max_predictions: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+  """(corrupted ids [B, L], MLM labels [B, L] with -100 = not predicted).
 
   The same rule as bert_jax.data.masking: round(15%) of a row's real,
   non-special tokens (1..P), of which 80% [MASK], 10% random, 10% kept.
@@ -380,12 +434,13 @@ def run_torch(args) -> dict:
     step(batches[(i + 1) % NUM_BATCHES])
   sync()
   times = []
-  for i in range(args.steps):
-    batch = batches[(args.warmup + 1 + i) % NUM_BATCHES]
-    t = time.perf_counter()
-    loss = step(batch)
-    sync()
-    times.append(time.perf_counter() - t)
+  with OtherLoad() as other:
+    for i in range(args.steps):
+      batch = batches[(args.warmup + 1 + i) % NUM_BATCHES]
+      t = time.perf_counter()
+      loss = step(batch)
+      sync()
+      times.append(time.perf_counter() - t)
   loss = float(loss.detach())
   if not math.isfinite(loss):
     raise FloatingPointError(f'HF loss is {loss} after the timed steps.')
@@ -416,11 +471,12 @@ def run_torch(args) -> dict:
       'tokens_per_step': tokens,
       'real_tokens_per_step': real,
       'model_flops_per_step': flops,
-      'mlm_decoder_flops_per_step':
-          6.0 * tokens * m['hidden_size'] * m['vocab_size'],
       'first_step_s': first_s,
-      **step_stats(times, real, flops, args.peak_tflops, 1),
+      **step_stats(times, real, flops,
+                   6.0 * tokens * m['hidden_size'] * m['vocab_size'],
+                   args.peak_tflops, 1),
       'final_loss': loss,
+      'other_processes_busy_cores': other.cores(),
       'rss_after_imports_mb': rss_imports,
       'peak_rss_mb': peak_rss_mb(),
       'device_peak_bytes': (torch.cuda.max_memory_allocated()
@@ -460,7 +516,7 @@ def _fmt(x, spec):
 def table(result: dict) -> str:
   head = (f"{'side':<10} {'dtype':<9} {'compile s':>9} {'1st step s':>10} "
           f"{'step ms':>9} {'real tok/s':>11} {'TFLOP/s':>8} {'MFU':>6} "
-          f"{'peak RSS MB':>11}")
+          f"{'peak RSS MB':>11} {'others':>6}")
   lines = [head, '-' * len(head)]
   for key in ('bert_jax', 'peer'):
     r = result.get(key)
@@ -473,7 +529,10 @@ def table(result: dict) -> str:
         f"{key:<10} {r['dtype']:<9} {_fmt(r.get('lower_and_compile_s'), '9.2f')} "
         f"{r['first_step_s']:10.2f} {r['step_time_s']['median'] * 1e3:9.1f} "
         f"{r['tokens_per_s']:11.0f} {r['achieved_tflops']:8.3f} "
-        f"{_fmt(r['mfu'], '6.1%')} {r['peak_rss_mb']:11.0f}")
+        f"{_fmt(r['mfu'], '6.1%')} {r['peak_rss_mb']:11.0f} "
+        f"{_fmt(r.get('other_processes_busy_cores'), '6.2f')}")
+  lines.append('others = CPU cores other processes kept busy during the timed '
+               'steps (0 = a quiet machine).')
   if result.get('ratio_tokens_per_s') is not None:
     lines.append(f"ratio (bert_jax / HF real tokens/s): "
                  f"{result['ratio_tokens_per_s']:.2f}")

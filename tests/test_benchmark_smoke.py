@@ -18,8 +18,10 @@ SIDE_FIELDS = (
     'params', 'non_embedding_params', 'tokens_per_step', 'real_tokens_per_step',
     'model_flops_per_step', 'mlm_decoder_flops_per_step', 'lower_s',
     'compile_s', 'lower_and_compile_s', 'first_step_s', 'step_time_s',
-    'tokens_per_s', 'achieved_tflops', 'mfu', 'final_loss',
-    'rss_after_imports_mb', 'peak_rss_mb', 'device_peak_bytes')
+    'tokens_per_s', 'achieved_tflops', 'achieved_tflops_incl_mlm_decoder',
+    'mfu', 'final_loss',
+    'rss_after_imports_mb', 'peak_rss_mb', 'device_peak_bytes',
+    'other_processes_busy_cores')
 
 
 def test_benchmark_writes_the_report(tmp_path):
