@@ -38,7 +38,8 @@ def evaluate_sums(eval_step, params, examples, config, mesh, base_rng
   return {k: float(sums[k] / max(norms[k], 1.0)) for k in sums}
 
 
-def _to_host(tree: Any) -> Any:
+def to_host(tree: Any) -> Any:
+  """Global (possibly sharded, multi-process) arrays -> numpy on every process."""
   if jax.process_count() == 1:
     return jax.device_get(tree)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
@@ -64,7 +65,7 @@ def predict_split(predict_fn, params, features: dict[str, np.ndarray],
     idx = np.where(real, idx, 0)
     local = slice(pi * batch_size // pc, (pi + 1) * batch_size // pc)
     host = {k: v[idx][local] for k, v in features.items()}
-    out = _to_host(predict_fn(params, sharding.shard_batch(host, mesh)))
+    out = to_host(predict_fn(params, sharding.shard_batch(host, mesh)))
     outputs.append({k: np.asarray(v)[real] for k, v in out.items()})
   if not outputs:
     return {}

@@ -50,11 +50,16 @@ def load_model_config(directory: str) -> ModelConfig:
 
 def save_pretrained(directory: str, params: Any, config: ModelConfig,
                     tokenizer: Any | None = None) -> None:
-  """Writes params (unboxed pytree), model config and tokenizer to DIRECTORY."""
+  """Writes params (unboxed pytree), model config and tokenizer to DIRECTORY.
+
+  With several processes every one must call it (orbax synchronises them);
+  process 0 writes the files.
+  """
   directory = os.path.abspath(directory)
-  save_model_config(directory, config)
-  if tokenizer is not None:
-    tokenizer.save(os.path.join(directory, TOKENIZER))
+  if jax.process_index() == 0:
+    save_model_config(directory, config)
+    if tokenizer is not None:
+      tokenizer.save(os.path.join(directory, TOKENIZER))
   params = jax.tree.map(np.asarray, nn.meta.unbox(params))
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(directory, PARAMS), params, force=True)
@@ -68,21 +73,29 @@ def _latest_step_dir(directory: str) -> str | None:
   return os.path.join(root, str(max(steps))) if steps else None
 
 
+def _restore_numpy(path: str) -> Any:
+  """Restores an orbax pytree as numpy arrays, whatever topology wrote it
+  (a training run on 8 devices, read by one process with 4, say)."""
+  with ocp.PyTreeCheckpointer() as ckptr:
+    meta = ckptr.metadata(path)
+    tree = getattr(meta, 'item_metadata', None) or meta
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                        tree, is_leaf=lambda x: hasattr(x, 'shape'))
+    return ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
+
+
 def load_params(directory: str) -> dict[str, Any]:
   """Params (numpy pytree) of a pretrained directory or a training workdir."""
   directory = os.path.abspath(directory)
   params_dir = os.path.join(directory, PARAMS)
   if os.path.isdir(params_dir):
-    with ocp.StandardCheckpointer() as ckptr:
-      return ckptr.restore(params_dir)
+    return _restore_numpy(params_dir)
   step_dir = _latest_step_dir(directory)
   if step_dir is None:
     raise FileNotFoundError(
         f'No params in {directory!r}: expected {params_dir} or a step folder '
         f'under {os.path.join(directory, CHECKPOINTS)}.')
-  with ocp.StandardCheckpointer() as ckptr:
-    state = ckptr.restore(os.path.join(step_dir, 'state'))
-  return state['params']
+  return _restore_numpy(os.path.join(step_dir, 'state'))['params']
 
 
 def tokenizer_dir(directory: str) -> str:

@@ -172,13 +172,16 @@ class _Evaluator:
     main = first.get(task.main_metric)
     better = main is not None and (self.best is None or (
         main > self.best if task.main_metric_mode == 'max' else main < self.best))
+    save_best = better and not self.config.eval_only
+    # Every process takes part in gathering sharded params; process 0 writes.
+    host_params = evaluation.to_host(params) if save_best else None
     if jax.process_index() == 0:
       if final or better:
         pred_dir = os.path.join(self.workdir, 'predictions')
         for split, out in outputs.items():
           task.write_predictions(split, out, pred_dir)
-      if better and not self.config.eval_only:
-        self._save_best(params, outputs)
+    if save_best:
+      self._save_best(host_params, outputs)
     if better:
       self.best, self.best_step = main, step
     return {'splits': by_split, 'best': {task.main_metric: self.best,
@@ -188,8 +191,10 @@ class _Evaluator:
     from bert_jax.tasks import finetune_setup  # pylint: disable=g-import-not-at-top
     from bert_jax.train import pretrained  # pylint: disable=g-import-not-at-top
     best_dir = os.path.join(self.workdir, 'best')
-    pretrained.save_pretrained(best_dir, jax.device_get(params),
+    pretrained.save_pretrained(best_dir, params,
                                self.setup.model_config, self.setup.tokenizer)
+    if jax.process_index() != 0:
+      return
     task = self.setup.task
     with open(os.path.join(best_dir, finetune_setup.TASK_METADATA), 'w') as f:
       json.dump(task.metadata(), f, indent=2, sort_keys=True)

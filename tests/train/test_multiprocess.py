@@ -61,3 +61,51 @@ def test_two_processes_match_one(tmp_path):
       if m not in a[key]:
         continue
       np.testing.assert_allclose(a[key][m], b[key][m], atol=1e-5, err_msg=str(key))
+
+
+FT_ARGS = ['--config.data.train_file=tests/tasks/fixtures/topics_train.tsv',
+           '--config.data.eval_file=tests/tasks/fixtures/topics_eval.tsv',
+           '--config.data.max_seq_length=32', '--config.train.global_batch_size=16',
+           '--config.train.num_steps=3', '--config.train.eval_every_steps=3',
+           '--config.train.log_every_steps=1', '--config.model.hidden_dropout=0.0',
+           '--config.model.attention_dropout=0.0']
+
+
+def _ft_cmd(workdir, init_from, *extra):
+  return [sys.executable, 'launch.py',
+          '--config=configs/finetune.py:task=local_classification,runlocal',
+          f'--workdir={workdir}', f'--config.init_from={init_from}', *FT_ARGS, *extra]
+
+
+def test_two_processes_finetune_like_one(tmp_path):
+  """Fine-tuning: same losses and metrics, and the best checkpoint is saved
+  from sharded params gathered over both processes."""
+  env8 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+              JAX_PLATFORMS='cpu')
+  pre = subprocess.run(_cmd(tmp_path / 'pre', '--config.train.num_steps=2'),
+                       cwd=ROOT, env=env8, capture_output=True, text=True,
+                       timeout=300)
+  assert pre.returncode == 0, pre.stderr[-3000:]
+  one = subprocess.run(_ft_cmd(tmp_path / 'one', tmp_path / 'pre'), cwd=ROOT,
+                       env=env8, capture_output=True, text=True, timeout=300)
+  assert one.returncode == 0, one.stderr[-3000:]
+  env4 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+              JAX_PLATFORMS='cpu')
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _ft_cmd(tmp_path / 'two', tmp_path / 'pre',
+              f'--coordinator_address=localhost:{port}', '--num_processes=2',
+              f'--process_id={i}', '--config.mesh.fsdp=2'),
+      cwd=ROOT, env=env4, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  a, b = _losses(tmp_path / 'one'), _losses(tmp_path / 'two')
+  assert a.keys() == b.keys()
+  for key in a:
+    for m in ('loss', 'accuracy', 'macro_f1'):
+      if m in a[key]:
+        np.testing.assert_allclose(a[key][m], b[key][m], atol=1e-5, err_msg=str(key))
+  assert os.path.exists(tmp_path / 'two' / 'best' / 'params')
+  assert os.path.exists(tmp_path / 'two' / 'predictions' / 'predictions_validation.jsonl')
