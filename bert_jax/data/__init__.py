@@ -1,5 +1,7 @@
-"""Data: corpora, pretraining examples, on-device masking and the loader.
+"""Data: corpora, pretraining examples and objectives, task readers (GLUE,
+CoNLL, SQuAD, local files), on-device masking and the loader.
 
-The modules are imported lazily by their users (`from bert_jax.data import
-corpora`) so that importing the package pulls in neither TFDS nor grain.
+This layer sits on `bert_jax.text` and imports nothing above it. The modules
+are imported by their users (`from bert_jax.data import corpora`), not here,
+so that importing the package pulls in neither TFDS nor grain.
 """

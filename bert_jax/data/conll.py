@@ -13,13 +13,15 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
+from bert_jax.data import tfds_source
+
 # The NER tags of TFDS conll2003 in its ClassLabel order (tensorflow_datasets
 # core/dataset_builders/conll/conll_dataset_builder_utils.py NER_TAGS).
-# Used only if the builder's info cannot be read.
+# Reading uses the builder's own names (`conll2003_labels`); this copy is for
+# code without TFDS at hand (tests build mock records with it), and a test
+# checks it against the installed builder.
 CONLL2003_NER_LABELS = ('O', 'B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC',
                         'I-LOC', 'B-MISC', 'I-MISC')
-# TFDS conll2003 names its validation split 'dev'.
-CONLL2003_SPLITS = ('train', 'dev', 'test')
 DOCSTART = '-DOCSTART-'
 
 
@@ -120,21 +122,10 @@ def check_tags(sentences: Sequence[Sentence], labels: Sequence[str],
             f'trained on; the labels from {labels_from} are {list(labels)}.')
 
 
-def _text(x) -> str:
-  # Real TFDS records decode Text features as bytes; mocks give str.
-  return x.decode('utf-8') if isinstance(x, bytes) else str(x)
-
-
 def conll2003_labels(data_dir: str = '') -> list[str]:
   """NER label names as the installed TFDS conll2003 builder defines them."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  try:
-    builder = tfds.builder('conll2003', data_dir=data_dir or None)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise RuntimeError(
-        'TFDS has no conll2003 builder. Without TensorFlow installed, TFDS only '
-        'registers it when h5py is installed (pip install h5py).') from e
-  return list(builder.info.features['ner'].names)
+  info = tfds_source.builder('conll2003', data_dir).info
+  return list(info.features['ner'].names)
 
 
 def load_conll2003(split: str, data_dir: str = '', max_examples: int = 0
@@ -142,22 +133,25 @@ def load_conll2003(split: str, data_dir: str = '', max_examples: int = 0
   """Reads a split of TFDS conll2003 through ``tfds.data_source``.
 
   Args:
-    split: A TFDS split of conll2003 ('train', 'dev', 'test', or a slice such
-      as 'train[:10%]').
+    split: A TFDS split of conll2003 ('train', 'dev' (its validation split),
+      'test', or a slice such as 'train[:10%]').
     data_dir: TFDS data_dir ('' = the TFDS default).
-    max_examples: > 0 keeps only the first this many sentences.
+    max_examples: 0 = all; N > 0 keeps only the first N sentences.
 
   Returns:
     (sentences, label names in ClassLabel order).
+
+  Raises:
+    RuntimeError: If the split cannot be opened (see `tfds_source`).
+    ValueError: On a negative max_examples, a record whose tokens and tags
+      differ in number or whose tag ids are out of range, or no sentences.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   labels = conll2003_labels(data_dir)
-  source = tfds.data_source('conll2003', split=split, data_dir=data_dir or None)
-  n = len(source) if max_examples <= 0 else min(max_examples, len(source))
+  records = tfds_source.read_records('conll2003', split, data_dir,
+                                     max_examples)
   sentences = []
-  for i in range(n):
-    ex = source[i]
-    tokens = [_text(t) for t in ex['tokens']]
+  for i, ex in enumerate(records):
+    tokens = [tfds_source.as_text(t) for t in ex['tokens']]
     ner = [int(t) for t in ex['ner']]
     where = f'conll2003[{split}] example {i}'
     if len(tokens) != len(ner):

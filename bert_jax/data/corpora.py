@@ -9,18 +9,18 @@ by a spec string:
   interpreter, read at run time, so tests and `runlocal` configs need neither a
   download nor a cache. It is the `pydoc_data` help topics (one document per
   topic) plus the docstrings of the standard library's modules, classes and
-  functions (one document per module, submodules included). On CPython 3.11.7
-  (Linux) that is 402 documents (79 topics, 323 modules), 19,594 sentences and
-  240,606 words, loaded in 0.25-0.35 s on one CPU core. The exact text depends
-  on the interpreter's version and platform (a module that fails to import is
-  skipped), not on anything else.
+  functions (one document per module, submodules included): a few hundred
+  documents, quick to load (sizes and timing in docs/pretraining.md). The
+  exact text depends on the interpreter's version and platform (a module that
+  fails to import is skipped), not on anything else.
 * A local path or glob, or several joined by commas: text files in the original
   BERT format, one sentence per line, documents separated by blank lines.
 * `'tfds:NAME[:SPLIT]'`, e.g. `'tfds:wikipedia/20230601.en:train'`: a TFDS
-  dataset read through `tfds.data_source` (array_record files, no TensorFlow
-  needed); each record's text field is one document, split into sentences with
-  `split_sentences`. The split defaults to `train` and may be a slice
-  (`train[:1%]`); NAME may carry a version (`wikipedia/20230601.en:1.0.0`).
+  dataset read through `bert_jax.data.tfds_source` (array_record files, no
+  TensorFlow needed); each record's text field is one document, split into
+  sentences with `split_sentences`. The split defaults to `train` and may be
+  a slice (`train[:1%]`); NAME may carry a version
+  (`wikipedia/20230601.en:1.0.0`).
   The dataset must have been prepared in array_record format first, once:
 
       tfds build wikipedia/20230601.en --file_format=array_record
@@ -41,6 +41,8 @@ import pkgutil
 import re
 import sys
 import warnings
+
+from bert_jax.data import tfds_source
 
 SPEC_FORMS = ("'builtin'", 'a path or glob (comma-separated for several)',
               "'tfds:NAME[:SPLIT]'")
@@ -230,18 +232,12 @@ def _tfds_documents(spec: str, *, text_key: str,
     raise ValueError(
         f'bad TFDS corpus spec {spec!r}; expected '
         "'tfds:NAME[:SPLIT]', e.g. 'tfds:wikipedia/20230601.en:train'")
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name, split = match['name'], match['split'] or 'train'
-  source = tfds.data_source(name, split=split, data_dir=data_dir)
-  for i in range(len(source)):
-    record = source[i]
+  for record in tfds_source.read_records(name, split, data_dir):
     if text_key not in record:
       raise KeyError(f'{spec}: records have no field {text_key!r}; fields: '
                      f'{sorted(record)}; pass text_key=')
-    text = record[text_key]
-    if isinstance(text, bytes):
-      text = text.decode('utf-8')
-    yield split_sentences(text)
+    yield split_sentences(tfds_source.as_text(record[text_key]))
 
 
 # --- The builtin corpus. ---

@@ -16,47 +16,50 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-TASKS = ('cola', 'sst2', 'mrpc', 'qqp', 'stsb', 'mnli', 'qnli', 'rte', 'wnli')
+from bert_jax.data import tfds_source
 
-# Text fields (A, optional B) of each task's TFDS features.
+
+class _Task(NamedTuple):
+  """What differs between GLUE tasks."""
+  # Text fields (A, optional B) of the TFDS features.
+  text_fields: tuple[str, ...]
+  # Class names in TFDS ClassLabel order (class id = position); None for
+  # regression. They match tensorflow_datasets/text/glue.py (a test checks
+  # it), so a checkpoint's metadata is right even where TFDS info was never
+  # built.
+  label_names: tuple[str, ...] | None
+  # Submission file stem (mnli: one per split, see `submission_file_name`).
+  submission_name: str
+
+
+# The one GLUE task table, in the canonical (GLUE paper) order.
+_TASKS: dict[str, _Task] = {
+    'cola': _Task(('sentence',), ('unacceptable', 'acceptable'), 'CoLA'),
+    'sst2': _Task(('sentence',), ('negative', 'positive'), 'SST-2'),
+    'mrpc': _Task(('sentence1', 'sentence2'),
+                  ('not_equivalent', 'equivalent'), 'MRPC'),
+    'qqp': _Task(('question1', 'question2'), ('not_duplicate', 'duplicate'),
+                 'QQP'),
+    'stsb': _Task(('sentence1', 'sentence2'), None, 'STS-B'),
+    'mnli': _Task(('premise', 'hypothesis'),
+                  ('entailment', 'neutral', 'contradiction'), 'MNLI'),
+    'qnli': _Task(('question', 'sentence'), ('entailment', 'not_entailment'),
+                  'QNLI'),
+    'rte': _Task(('sentence1', 'sentence2'), ('entailment', 'not_entailment'),
+                 'RTE'),
+    'wnli': _Task(('sentence1', 'sentence2'), ('not_entailment', 'entailment'),
+                  'WNLI'),
+}
+
+TASKS: tuple[str, ...] = tuple(_TASKS)
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
-    'cola': ('sentence',),
-    'sst2': ('sentence',),
-    'mrpc': ('sentence1', 'sentence2'),
-    'qqp': ('question1', 'question2'),
-    'stsb': ('sentence1', 'sentence2'),
-    'mnli': ('premise', 'hypothesis'),
-    'qnli': ('question', 'sentence'),
-    'rte': ('sentence1', 'sentence2'),
-    'wnli': ('sentence1', 'sentence2'),
-}
-
-# Class names in TFDS ClassLabel order (class id = position); None = regression.
-# They match tensorflow_datasets/text/glue.py (a test checks it), so a
-# checkpoint's metadata is right even where TFDS info was never built.
+    t: v.text_fields for t, v in _TASKS.items()}
 LABEL_NAMES: dict[str, tuple[str, ...] | None] = {
-    'cola': ('unacceptable', 'acceptable'),
-    'sst2': ('negative', 'positive'),
-    'mrpc': ('not_equivalent', 'equivalent'),
-    'qqp': ('not_duplicate', 'duplicate'),
-    'stsb': None,
-    'mnli': ('entailment', 'neutral', 'contradiction'),
-    'qnli': ('entailment', 'not_entailment'),
-    'rte': ('entailment', 'not_entailment'),
-    'wnli': ('not_entailment', 'entailment'),
-}
-
+    t: v.label_names for t, v in _TASKS.items()}
 EVAL_SPLITS: dict[str, tuple[str, ...]] = {
     t: ('validation_matched', 'validation_mismatched') if t == 'mnli'
     else ('validation',) for t in TASKS}
-TEST_SPLITS: dict[str, tuple[str, ...]] = {
-    t: ('test_matched', 'test_mismatched') if t == 'mnli' else ('test',)
-    for t in TASKS}
 
-# Submission file stem of each task (mnli: per split, matched / mismatched).
-_SUBMISSION_NAMES = {
-    'cola': 'CoLA', 'sst2': 'SST-2', 'mrpc': 'MRPC', 'qqp': 'QQP',
-    'stsb': 'STS-B', 'qnli': 'QNLI', 'rte': 'RTE', 'wnli': 'WNLI'}
 # The leaderboard reads these tasks' predictions as class names; the rest as
 # 0/1 (whose meaning is the TFDS id: 1 = acceptable, positive, equivalent,
 # duplicate, entailment for WNLI) or, for STS-B, a score.
@@ -82,14 +85,7 @@ def submission_file_name(task: str, split: str) -> str:
   _check_task(task)
   if task == 'mnli':
     return 'MNLI-mm.tsv' if split.endswith('mismatched') else 'MNLI-m.tsv'
-  return _SUBMISSION_NAMES[task] + '.tsv'
-
-
-def _text(value: Any) -> str:
-  # array_record sources give Text features as bytes; mocks give str.
-  if isinstance(value, np.ndarray):
-    value = value.item()
-  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+  return _TASKS[task].submission_name + '.tsv'
 
 
 def load_examples(task: str, split: str, data_dir: str | None = None,
@@ -100,35 +96,25 @@ def load_examples(task: str, split: str, data_dir: str | None = None,
     task: A GLUE task name.
     split: A TFDS split ('train', 'validation_matched', 'train[:10%]', ...).
     data_dir: TFDS data_dir; None or '' = the TFDS default.
-    max_examples: >0 keeps only the first N examples (debugging).
+    max_examples: 0 = all; N > 0 keeps only the first N examples.
 
   Returns:
     The examples, in the source's order.
+
+  Raises:
+    ValueError: On an unknown task or a negative max_examples.
+    RuntimeError: If the split cannot be opened (see `tfds_source`).
   """
   _check_task(task)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  name = f'glue/{task}'
-  try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir or None)
-  except Exception as e:  # Any failure: say which dataset, split and dir.
-    raise RuntimeError(
-        f'Could not open TFDS {name!r} split {split!r} (data_dir='
-        f'{data_dir or "TFDS default"}): {type(e).__name__}: {e}. Prepare it '
-        f'first, e.g. `tfds build glue/{task} --file_format=array_record`.'
-        ) from e
-  n = len(source)
-  if max_examples > 0:
-    n = min(n, max_examples)
-  fields = TEXT_FIELDS[task]
-  regression = LABEL_NAMES[task] is None
+  fields = _TASKS[task].text_fields
+  regression = _TASKS[task].label_names is None
+  text = tfds_source.as_text
   out = []
-  # One record at a time: decoding dominates anyway, and TFDS's mock data
-  # source (what the tests use) breaks on batched __getitems__.
-  for i in range(n):
-    rec = source[i]
+  for rec in tfds_source.read_records(f'glue/{task}', split, data_dir,
+                                      max_examples):
     label = float(rec['label']) if regression else int(rec['label'])
-    out.append(Example(_text(rec[fields[0]]),
-                       _text(rec[fields[1]]) if len(fields) > 1 else None,
+    out.append(Example(text(rec[fields[0]]),
+                       text(rec[fields[1]]) if len(fields) > 1 else None,
                        label, int(rec['idx'])))
   return out
 

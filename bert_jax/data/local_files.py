@@ -25,6 +25,7 @@ from typing import Any
 
 from absl import logging
 
+from bert_jax.data import tfds_source
 from bert_jax.data.glue import Example
 
 FORMATS = {'.tsv': 'tsv', '.csv': 'csv', '.jsonl': 'jsonl'}
@@ -213,13 +214,16 @@ def load(train_file: str, eval_file: str, text_fields: str, label_field: str,
     regression: Float labels (else class labels).
     label_names: The classes, when already known (a fine-tuned checkpoint's);
       otherwise they are read from TRAIN_FILE.
-    max_train_examples: >0 keeps the first N training examples.
-    max_eval_examples: >0 keeps the first N evaluation examples.
+    max_train_examples: 0 = all; N > 0 keeps the first N training examples.
+    max_eval_examples: 0 = all; N > 0 keeps the first N evaluation examples.
     label_source: Where LABEL_NAMES came from, for error messages.
 
   Returns:
     Examples with class ids (or float scores) and the label names.
   """
+  # The same rule as the TFDS readers; checked before reading anything.
+  max_train = tfds_source.check_max_examples(max_train_examples)
+  max_eval = tfds_source.check_max_examples(max_eval_examples)
   fields = parse_text_fields(text_fields)
   if not label_field:
     raise ValueError('config.data.label_field is empty; name the label column.')
@@ -237,8 +241,8 @@ def load(train_file: str, eval_file: str, text_fields: str, label_field: str,
     train = to_class_ids(train, label_names, train_file, source)
     evals = to_class_ids(evals, label_names, eval_file, source)
   # The label set above came from the whole file; only then is it cut.
-  if max_train_examples > 0:
-    train = train[:max_train_examples]
-  if max_eval_examples > 0:
-    evals = evals[:max_eval_examples]
+  if max_train:
+    train = train[:max_train]
+  if max_eval:
+    evals = evals[:max_eval]
   return LocalData(train, evals, None if regression else label_names)

@@ -28,7 +28,9 @@ from array_record.python import array_record_module
 import numpy as np
 
 from bert_jax.data import corpora
+from bert_jax.data import objectives
 from bert_jax.data import pretraining
+from bert_jax.text import load_tokenizer
 
 FORMAT = 'bert_jax.pretraining_examples/1'
 META_FILE = 'meta.json'
@@ -55,7 +57,7 @@ def prepare(corpus: str | Iterable[Sequence[str]],
     tokenizer: A `bert_jax.text.Tokenizer`.
     out_dir: Created if missing; must hold no earlier `meta.json`.
     max_seq_length: L.
-    objective: One of `pretraining.OBJECTIVES`.
+    objective: A name in `objectives.NAMES`.
     short_seq_prob: As in `pretraining.create_examples`.
     dupe_factor: As in `pretraining.create_examples` (train split only; eval
       is cut once).
@@ -69,6 +71,7 @@ def prepare(corpus: str | Iterable[Sequence[str]],
   """
   if shard_size < 1:
     raise ValueError(f'shard_size must be >= 1, got {shard_size}')
+  objectives.get(objective)  # Fail before the corpus is read.
   if os.path.exists(os.path.join(out_dir, META_FILE)):
     raise FileExistsError(f'{out_dir} already holds prepared examples '
                           f'({META_FILE}); choose another --out')
@@ -241,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument('--out', required=True, help='Output directory.')
   parser.add_argument('--max_seq_length', type=int, default=128)
   parser.add_argument('--objective', default='mlm_nsp',
-                      choices=pretraining.OBJECTIVES)
+                      choices=objectives.NAMES)
   parser.add_argument('--short_seq_prob', type=float, default=0.1)
   parser.add_argument('--dupe_factor', type=int, default=1)
   parser.add_argument('--seed', type=int, default=0)
@@ -249,8 +252,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument('--max_documents', type=int, default=None)
   parser.add_argument('--shard_size', type=int, default=100_000)
   args = parser.parse_args(argv)
-  # Imported here: only the command line needs the text package.
-  from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
   tokenizer = load_tokenizer(args.tokenizer)
   meta = prepare(
       args.corpus, tokenizer, args.out, max_seq_length=args.max_seq_length,

@@ -17,7 +17,12 @@ import numpy as np
 from absl import logging
 
 from bert_jax.data import corpora
+from bert_jax.data import objectives
+from bert_jax.data import prepare
 from bert_jax.data import pretraining as examples_lib
+from bert_jax.text import base as text_base
+from bert_jax.text import load_tokenizer
+from bert_jax.text import train_tokenizer as train_lib
 
 
 @dataclasses.dataclass
@@ -30,19 +35,17 @@ class PretrainInputs:
 
 def _tokenizer(data: Any, workdir: str, train_docs: list[list[str]],
                tokenizer_path: str = ''):
-  from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
-  from bert_jax.text.train_tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
   if tokenizer_path or data.tokenizer:
     return load_tokenizer(tokenizer_path or data.tokenizer)
   out_dir = os.path.join(workdir, 'tokenizer')
-  if os.path.exists(os.path.join(out_dir, 'tokenizer_config.json')):
+  if os.path.exists(os.path.join(out_dir, text_base.CONFIG_FILE)):
     logging.info('Reusing the tokenizer trained earlier in %s', out_dir)
     return load_tokenizer(out_dir)
   t0 = time.perf_counter()
-  tok = train_tokenizer(data.tokenizer_kind,
-                        (s for d in train_docs for s in d),
-                        data.tokenizer_vocab_size, out_dir,
-                        do_lower_case=data.lowercase)
+  tok = train_lib.train_tokenizer(data.tokenizer_kind,
+                                  (s for d in train_docs for s in d),
+                                  data.tokenizer_vocab_size, out_dir,
+                                  do_lower_case=data.lowercase)
   logging.info('Trained a %s tokenizer (%d pieces) in %.1fs into %s',
                data.tokenizer_kind, tok.vocab_size, time.perf_counter() - t0,
                out_dir)
@@ -65,9 +68,8 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
   ``data.tokenizer``.
   """
   t0 = time.perf_counter()
+  objectives.get(data.objective)  # Fail before any corpus is read.
   if data.prepared_dir:
-    from bert_jax.data import prepare  # pylint: disable=g-import-not-at-top
-    from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
     if not (tokenizer_path or data.tokenizer):
       raise ValueError('data.prepared_dir needs data.tokenizer: the tokenizer '
                        'the shards were prepared with.')

@@ -6,19 +6,21 @@ Python's `random.Random(seed)` as the source of randomness:
 
 * Documents are shuffled, then each is cut into examples `dupe_factor` times
   (with fresh randomness each time), and all examples are shuffled.
-* Examples aim at `max_seq_length - 3` tokens (`- 2` for `mlm`); with
-  probability `short_seq_prob` at a random length in [2, that] instead, so the
-  model also sees short inputs. As in the original, the draw is made once per
-  document and pass (per example for `mlm`).
+* Examples aim at `max_seq_length - 3` tokens (`- 2` for single segments,
+  `mlm`); with probability `short_seq_prob` at a random length in [2, that]
+  instead, so the model also sees short inputs. As in the original, the draw
+  is made once per document and pass (per example for `mlm`).
 * Whole sentences are gathered until the target is reached; a random number of
   them (at least one) form segment A, the rest B.
-* `mlm_nsp`: half of the time (always when only one sentence was gathered) B is
-  instead taken from a random other document, label 1, and the sentences not
-  used are put back for the next example. Label 0 means B really follows A.
-* `mlm_sop`: half of the time A and B swap places, label 1. As in ALBERT, an
-  example of a single sentence takes B from a random other document (label 1).
-* `mlm` (not in the original, which always makes pairs): one segment, no
-  label (always 0), cut from one stream of all the documents, RoBERTa-style
+* What differs between objectives (the `description`s of
+  `bert_jax.data.objectives`): with `mlm_nsp`, half of the time (always when
+  only one sentence was gathered) B is instead taken from a random other
+  document, label 1, and the sentences not used are put back for the next
+  example; label 0 means B really follows A. With `mlm_sop`, half of the time
+  A and B swap places, label 1; as in ALBERT, an example of a single sentence
+  takes B from a random other document (label 1). `mlm` (not in the
+  original, which always makes pairs) makes one segment, no label (always 0),
+  cut from one stream of all the documents, RoBERTa-style
   (`_packed_examples`), so rows are full: `[CLS] tokens [SEP]`.
 * A pair too long is cut one token at a time from the longer segment, at its
   front or back at random.
@@ -27,14 +29,12 @@ Only the masking is left out: it happens on device at every step
 (`bert_jax.data.masking`), so each epoch sees new masks. To make that possible
 each example keeps `word_ids`, the word each token came from.
 
-Most examples aim at the full length, which keeps padding down. Measured
-on the builtin corpus (short documents: module docstrings, so many chunks end
-early) with the all-MiniLM-L6-v2 WordPiece vocabulary, `max_seq_length=128`,
-`dupe_factor=1`, seed 0: 18.3% of positions are padding with `mlm_nsp` (4,702
-examples), 15.3% with `mlm_sop` (3,443) and 4.8% with `mlm` (3,243; only the
-short targets pad). The pair objectives pad more because the original cuts an
-example at the end of every document, and most builtin documents are short.
-Corpora of long documents, such as Wikipedia, pad less.
+Most examples aim at the full length, which keeps padding down. The pair
+objectives pad more than `mlm`, because the original cuts an example at the
+end of every document (only `mlm`'s short targets pad): a corpus of short
+documents, such as the builtin one, pads much more than one of long documents,
+such as Wikipedia. `padding_fraction` measures it; figures measured on the
+builtin corpus are in docs/pretraining.md.
 
 Shapes: N = number of examples, L = max_seq_length.
 """
@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-OBJECTIVES = ('mlm', 'mlm_nsp', 'mlm_sop')
+from bert_jax.data import objectives
+
 FEATURES = ('input_ids', 'token_type_ids', 'attention_mask', 'word_ids',
             'nsp_label')
 # Word index of [CLS], [SEP] and padding.
@@ -99,7 +100,7 @@ def create_examples(token_docs: Sequence[Sequence[Sentence]],
   Args:
     token_docs: Output of `documents_to_token_docs`.
     max_seq_length: L, the length of every example, specials included.
-    objective: One of `OBJECTIVES`.
+    objective: A name in `bert_jax.data.objectives.NAMES`.
     short_seq_prob: Probability of aiming at a shorter random length.
     dupe_factor: How many times each document is cut (differently).
     seed: Seed of all the randomness; the same seed gives the same examples.
@@ -111,14 +112,13 @@ def create_examples(token_docs: Sequence[Sequence[Sentence]],
     int32 arrays: `input_ids`, `token_type_ids`, `attention_mask` (1 real, 0
     padding) and `word_ids` (unique per word within an example, -1 for
     specials and padding), each [N, L]; `nsp_label` [N] (0 = B follows A / in
-    order, 1 = random B / swapped; always 0 for `mlm`).
+    order, 1 = random B / swapped; always 0 for single segments).
 
   Raises:
     ValueError: On an unknown objective, a length too small, or no documents.
   """
-  if objective not in OBJECTIVES:
-    raise ValueError(f'objective={objective!r} is not one of {OBJECTIVES}')
-  n_special = 2 if objective == 'mlm' else 3
+  obj = objectives.get(objective)
+  n_special = 3 if obj.pairs else 2  # [CLS] A [SEP] (B [SEP])
   if max_seq_length < n_special + 2:
     raise ValueError(f'max_seq_length={max_seq_length} is too small for '
                      f'objective {objective!r}; need >= {n_special + 2}')
@@ -134,13 +134,14 @@ def create_examples(token_docs: Sequence[Sequence[Sentence]],
   max_tokens = max_seq_length - n_special
   pairs = []
   for _ in range(dupe_factor):
-    if objective == 'mlm':
+    if not obj.pairs:
       pairs.extend(_packed_examples(docs, max_tokens, short_seq_prob, sep_id,
                                     rng))
       continue
     for doc_index in range(len(docs)):
       pairs.extend(_examples_from_document(docs, doc_index, max_tokens,
-                                           short_seq_prob, objective, rng))
+                                           short_seq_prob, obj.sentence_head,
+                                           rng))
   rng.shuffle(pairs)
   return _to_arrays(pairs, max_seq_length, cls_id, sep_id, pad_id)
 
@@ -170,8 +171,11 @@ class _Segment:
 
 
 def _examples_from_document(docs, doc_index, max_tokens, short_seq_prob,
-                            objective, rng):
-  """Port of BERT's `create_instances_from_document` (ALBERT's for SOP)."""
+                            sentence_head, rng):
+  """Port of BERT's `create_instances_from_document` (ALBERT's for SOP).
+
+  `sentence_head` ('nsp' or 'sop') picks how B is chosen and labelled.
+  """
   # `i` and the chunk follow the original line by line, so that a reader can
   # check the two against each other.
   document = docs[doc_index]
@@ -189,7 +193,7 @@ def _examples_from_document(docs, doc_index, max_tokens, short_seq_prob,
       a, b = _Segment(), _Segment()
       for sentence in chunk[:a_end]:
         a.extend(sentence)
-      if len(chunk) == 1 or (objective == 'mlm_nsp' and rng.random() < 0.5):
+      if len(chunk) == 1 or (sentence_head == 'nsp' and rng.random() < 0.5):
         label = 1
         _fill_from_random_document(b, docs, doc_index,
                                    target_length - len(a), rng)
@@ -199,7 +203,7 @@ def _examples_from_document(docs, doc_index, max_tokens, short_seq_prob,
         for sentence in chunk[a_end:]:
           b.extend(sentence)
         label = 0
-        if objective == 'mlm_sop' and rng.random() < 0.5:
+        if sentence_head == 'sop' and rng.random() < 0.5:
           a, b, label = b, a, 1
       _truncate(a, b, max_tokens, rng)
       examples.append((a, b, label))
@@ -244,7 +248,7 @@ class _Packed:
 
 
 def _packed_examples(docs, max_tokens, short_seq_prob, sep_id, rng):
-  """Single-segment examples for `mlm`, cut from one stream of all documents.
+  """Single-segment examples (`mlm`), cut from one stream of all documents.
 
   As RoBERTa's FULL-SENTENCES inputs, examples run on across document ends,
   with a [SEP] between documents; unlike them, a sentence may be cut where an

@@ -5,7 +5,7 @@ Readers (in `squad_readers`, re-exported here) give `SquadExample`s:
 * `load_tfds('squad/v1.1' | 'squad/v2.0', split)` reads TFDS through
   ``tfds.data_source`` (array_record, no TensorFlow). Prepare it once with
   ``tfds build squad/v1.1 --file_format=array_record`` (or let TFDS download
-  it on first use).
+  and prepare it on first use, where there is network access).
 * `read_squad_json(path)` reads the official SQuAD file format and checks
   every answer against its context, naming the file and the JSON path of
   anything wrong.
@@ -30,15 +30,22 @@ import unicodedata
 from absl import logging
 import numpy as np
 
+# The readers live in squad_readers; their names are importable from here too.
+from bert_jax.data.squad_readers import is_version_2
+from bert_jax.data.squad_readers import load_tfds
+from bert_jax.data.squad_readers import read_squad_json
+from bert_jax.data.squad_readers import SquadExample
+
+__all__ = [
+    'SquadExample', 'is_version_2', 'load_tfds', 'read_squad_json',
+    'NOT_DOC', 'MODEL_KEYS', 'split_words', 'doc_windows',
+    'max_context_window', 'SquadFeatures', 'check_lengths',
+    'convert_examples', 'answer_text',
+]
+
 # Word index of tokens outside the document (query, specials, padding).
 NOT_DOC = -1
 MODEL_KEYS = ('input_ids', 'token_type_ids', 'attention_mask')
-
-# The readers live in squad_readers; their names stay importable from here.
-from bert_jax.data.squad_readers import SquadExample  # pylint: disable=g-import-not-at-top,unused-import
-from bert_jax.data.squad_readers import is_version_2  # pylint: disable=g-import-not-at-top,unused-import
-from bert_jax.data.squad_readers import load_tfds  # pylint: disable=g-import-not-at-top,unused-import
-from bert_jax.data.squad_readers import read_squad_json  # pylint: disable=g-import-not-at-top,unused-import
 
 
 # --- Words of a context (BERT's whitespace split). ---

@@ -1,8 +1,8 @@
 """SQuAD readers: TFDS ``squad`` and local SQuAD-format JSON -> `SquadExample`.
 
 * `load_tfds('squad/v1.1' | 'squad/v2.0', split)` reads TFDS through
-  ``tfds.data_source`` (array_record, no TensorFlow). Prepare it once with
-  ``tfds build squad/v1.1 --file_format=array_record``.
+  `bert_jax.data.tfds_source` (array_record, no TensorFlow). Prepare it once
+  with ``tfds build squad/v1.1 --file_format=array_record``.
 * `read_squad_json(path)` reads the official SQuAD file format and checks
   every answer against its context, naming the file and the JSON path of
   anything wrong.
@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any
 
+from bert_jax.data import tfds_source
 
 @dataclasses.dataclass(frozen=True)
 class SquadExample:
@@ -47,11 +48,6 @@ def is_version_2(examples: Sequence[SquadExample]) -> bool:
 # --- TFDS. ---
 
 
-def _text(value: Any) -> str:
-  # The array_record source gives bytes; tfds' mocks give str.
-  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
-
-
 def load_tfds(name: str, split: str, data_dir: str | None = None,
               max_examples: int = 0) -> list[SquadExample]:
   """Examples of a TFDS SQuAD split.
@@ -59,29 +55,28 @@ def load_tfds(name: str, split: str, data_dir: str | None = None,
   Args:
     name: 'squad/v1.1' or 'squad/v2.0'.
     split: A TFDS split ('train', 'validation', 'train[:1%]', ...).
-    data_dir: Where TFDS keeps prepared data (None: TFDS's default).
-    max_examples: Keep only the first N (0 = all).
+    data_dir: Where TFDS keeps prepared data (None or '': TFDS's default).
+    max_examples: 0 = all; N > 0 keeps only the first N.
 
   Returns:
     The examples, in the order of the split. Answers are not checked against
     the context here; `convert_examples` skips misaligned training answers.
+
+  Raises:
+    RuntimeError: If the split cannot be opened (see `tfds_source`).
+    ValueError: On a negative max_examples.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  source = tfds.data_source(name, split=split, data_dir=data_dir or None)
-  n = len(source) if not max_examples else min(max_examples, len(source))
-  get_many = getattr(source, '__getitems__', None)  # Batched reads, if any.
+  text = tfds_source.as_text
   examples = []
-  for lo in range(0, n, 1024):
-    keys = list(range(lo, min(n, lo + 1024)))
-    for r in get_many(keys) if get_many else [source[i] for i in keys]:
-      ans = r['answers']
-      examples.append(SquadExample(
-          qid=_text(r['id']), question=_text(r['question']),
-          context=_text(r['context']),
-          answers=tuple(_text(t) for t in ans['text']),
-          answer_starts=tuple(int(s) for s in ans['answer_start']),
-          is_impossible=bool(r.get('is_impossible', False)),
-          title=_text(r.get('title', ''))))
+  for r in tfds_source.read_records(name, split, data_dir, max_examples):
+    ans = r['answers']
+    examples.append(SquadExample(
+        qid=text(r['id']), question=text(r['question']),
+        context=text(r['context']),
+        answers=tuple(text(t) for t in ans['text']),
+        answer_starts=tuple(int(s) for s in ans['answer_start']),
+        is_impossible=bool(r.get('is_impossible', False)),
+        title=text(r.get('title', ''))))
   return examples
 
 
@@ -125,7 +120,7 @@ def read_squad_json(path: str, max_examples: int = 0) -> list[SquadExample]:
 
   Args:
     path: The JSON file.
-    max_examples: Keep only the first N questions (0 = all).
+    max_examples: 0 = all; N > 0 keeps only the first N questions.
 
   Returns:
     The examples in file order.
@@ -135,7 +130,9 @@ def read_squad_json(path: str, max_examples: int = 0) -> list[SquadExample]:
     ValueError: If the file is empty, not JSON, or not SQuAD-shaped, or an
       answer does not match its context at ``answer_start``; the message
       names the file and the JSON path (``data[0].paragraphs[2].qas[1]``).
+      Also on a negative max_examples.
   """
+  max_examples = tfds_source.check_max_examples(max_examples)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'SQuAD file not found: {path}')
   with open(path, encoding='utf-8') as f:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bert_jax.data import corpora
+from bert_jax.data import objectives
 from bert_jax.data import pretraining
 
 L = 32
@@ -40,7 +41,7 @@ def _segments(ex, row):
   return ids[1:n_a - 1], ids[n_a:-1]
 
 
-@pytest.mark.parametrize('objective', pretraining.OBJECTIVES)
+@pytest.mark.parametrize('objective', objectives.NAMES)
 def test_layout(token_docs, objective):
   ex = _make(token_docs, objective)
   n = len(ex['input_ids'])
@@ -63,7 +64,7 @@ def test_layout(token_docs, objective):
     words = ex['word_ids'][row][ex['word_ids'][row] >= 0]
     # Word ids count up from 0 in steps of 0 (same word) or 1 (next word).
     assert words[0] == 0 and set(np.diff(words)) <= {0, 1}
-  if objective == 'mlm':
+  if not objectives.get(objective).pairs:
     assert (ex['token_type_ids'] == 0).all() and (ex['nsp_label'] == 0).all()
     # Rows run on across documents, so only short targets leave padding.
     assert pretraining.padding_fraction(ex) < 0.1
@@ -140,7 +141,8 @@ def test_documents_to_token_docs_drops_empty(fake_tokenizer):
 
 def test_bad_arguments_fail_loudly(token_docs):
   with pytest.raises(ValueError,
-                     match=r"'nsp'.*\('mlm', 'mlm_nsp', 'mlm_sop'\)"):
+                     match=r"data.objective='nsp'.*\('mlm', 'mlm_nsp', "
+                     r"'mlm_sop'\)"):
     _make(token_docs, 'nsp')
   with pytest.raises(ValueError, match='max_seq_length=4'):
     _make(token_docs, 'mlm_nsp', max_seq_length=4)
@@ -157,5 +159,5 @@ def test_builtin_corpus_with_real_vocab_pads_little(real_vocab_path):
       token_docs, max_seq_length=128, objective='mlm_nsp', seed=0,
       cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id)
   assert len(ex['input_ids']) > 3000
-  # Measured 18.3% (see the module docstring); guard against regressions.
+  # Measured figures are in docs/pretraining.md; guard against regressions.
   assert pretraining.padding_fraction(ex) < 0.2

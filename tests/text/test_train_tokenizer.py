@@ -1,10 +1,11 @@
-"""Tokenizer training: specials, determinism, and the command line."""
+"""Tokenizer training: specials, determinism, errors and exports.
+
+The command line, which reads corpora, is tested in
+tests/data/test_tokenizer_cli.py.
+"""
 
 import filecmp
 import os
-import subprocess
-import sys
-import types
 
 import pytest
 
@@ -98,60 +99,3 @@ def test_package_exports():
   assert text.train_sentencepiece is train_lib.train_sentencepiece
   # The submodule, not hidden by its function of the same name.
   assert text.train_tokenizer is train_lib
-
-
-@pytest.fixture
-def corpus_file(corpus, tmp_path):
-  """A corpus in BERT's format: a sentence a line, blank lines between docs."""
-  path = tmp_path / 'corpus.txt'
-  docs = [corpus[i:i + 10] for i in range(0, len(corpus), 10)]
-  path.write_text('\n\n'.join('\n'.join(d) for d in docs) + '\n')
-  return path, docs
-
-
-def test_run_with_stub_corpus(corpus, tmp_path, monkeypatch):
-  docs = [corpus[i:i + 10] for i in range(0, len(corpus), 10)]
-  seen = []
-
-  def load_corpus(spec):
-    seen.append(spec)
-    yield from docs
-  # Stands in for bert_jax.data.corpora, so this tests only the plumbing.
-  monkeypatch.setitem(sys.modules, 'bert_jax.data.corpora',
-                      types.SimpleNamespace(load_corpus=load_corpus))
-  assert list(train_lib.corpus_sentences(['x', 'y'], max_documents=3)) == (
-      docs[0] + docs[1] + docs[2])
-  assert len(list(train_lib.corpus_sentences(['x', 'y']))) == 2 * len(corpus)
-  tok = train_lib.run(['x'], 'sentencepiece', 300, str(tmp_path / 'sp'))
-  assert not tok.do_lower_case and tok.vocab_size == 300
-  tok = train_lib.run(['x'], 'sentencepiece', 300, str(tmp_path / 'sp2'),
-                      lowercase=True)
-  assert tok.do_lower_case
-  with pytest.raises(ValueError, match='--corpus'):
-    train_lib.run([], 'wordpiece', 300, str(tmp_path / 'none'))
-
-
-def test_cli(corpus_file, tmp_path):
-  pytest.importorskip('bert_jax.data.corpora')
-  path, _ = corpus_file
-  out = tmp_path / 'out'
-  cmd = [sys.executable, '-m', 'bert_jax.text.train_tokenizer',
-         f'--corpus={path}', '--kind=wordpiece', '--vocab_size=300',
-         f'--out={out}', '--nolowercase', '--max_documents=100']
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                        check=False)
-  assert proc.returncode == 0, proc.stderr
-  assert 'RuntimeWarning' not in proc.stderr
-  tok = text.load_tokenizer(str(out))
-  assert isinstance(tok, text.WordPieceTokenizer) and not tok.do_lower_case
-  _check_specials(tok)
-
-
-def test_cli_bad_flags(tmp_path):
-  cmd = [sys.executable, '-m', 'bert_jax.text.train_tokenizer',
-         '--corpus=builtin', '--kind=bpe', '--vocab_size=300',
-         f'--out={tmp_path}']
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                        check=False)
-  assert proc.returncode != 0
-  assert 'bpe' in proc.stderr and 'wordpiece' in proc.stderr
