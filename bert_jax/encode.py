@@ -31,7 +31,8 @@ import numpy as np
 
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.encoder import BertEncoder
-from bert_jax.train import pretrained
+from bert_jax import pretrained
+from bert_jax.text import load_tokenizer
 
 POOLING = ('none', 'cls', 'mean')
 MIN_LENGTH_BUCKET = 8
@@ -51,14 +52,10 @@ class Encoder:
   def __init__(self, params: dict[str, Any], config: ModelConfig, tokenizer,
                max_length: int | None = None, batch_size: int = 32):
     """See ``load_encoder``; PARAMS is the full tree (with 'bert')."""
-    limit = config.max_position_embeddings
-    max_length = limit if max_length is None else int(max_length)
-    # Learned and sinusoidal tables end at max_position_embeddings; RoPE and
-    # ALiBi have no table, so longer inputs are the user's call.
-    if config.position_embedding in ('learned', 'sinusoidal') and (
-        max_length > limit):
-      raise ValueError(f'max_length={max_length} exceeds the model\'s '
-                       f'max_position_embeddings={limit}.')
+    # RoPE and ALiBi have no table: longer inputs are the user's call.
+    max_length = (config.max_position_embeddings if max_length is None
+                  else int(max_length))
+    config.check_length(max_length, 'max_length')
     if max_length < 3:
       raise ValueError(f'max_length={max_length} leaves no room for text '
                        '(a pair needs 3 special tokens).')
@@ -200,7 +197,6 @@ def load_encoder(checkpoint_dir: str, max_length: int | None = None,
   Returns:
     The ``Encoder``.
   """
-  from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
   params, config = pretrained.load_pretrained(checkpoint_dir)
   # Inference: no rematerialisation, and the compute dtype asked for.
   overrides = {'remat_policy': 'none'}

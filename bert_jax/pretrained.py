@@ -1,4 +1,5 @@
-"""The bert_jax checkpoint directory: what encode, fine-tuning and init read.
+"""Checkpoint I/O: the bert_jax checkpoint directory that encode, conversion,
+fine-tuning and ``init_from`` read. A leaf module: it imports only models.
 
 Layout of a *pretrained directory* (written by ``convert from-hf`` and by
 ``save_pretrained``)::
@@ -6,6 +7,7 @@ Layout of a *pretrained directory* (written by ``convert from-hf`` and by
   DIR/model_config.json   the ModelConfig (json)
   DIR/params/             orbax StandardCheckpointer: {'bert': ..., heads...}
   DIR/tokenizer/          vocab.txt or spiece.model, and tokenizer_config.json
+  DIR/task.json           (fine-tuned checkpoints) the task's labels and facts
 
 A pretraining or fine-tuning *workdir* is also accepted wherever a checkpoint
 directory is: it holds ``model_config.json`` and ``tokenizer/`` at the top and
@@ -30,6 +32,7 @@ MODEL_CONFIG = 'model_config.json'
 PARAMS = 'params'
 TOKENIZER = 'tokenizer'
 CHECKPOINTS = 'checkpoints'
+TASK_METADATA = 'task.json'
 
 
 def save_model_config(directory: str, config: ModelConfig) -> None:
@@ -125,3 +128,25 @@ def load_pretrained(directory: str, scan_layers: bool | None = None
     params = encoder_params_for(params, config, scan_layers)
     config = config.replace(scan_layers=scan_layers)
   return params, config
+
+
+def save_task_metadata(directory: str, metadata: dict[str, Any]) -> None:
+  """Writes a fine-tuned task's facts (labels, task name...) to task.json."""
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, TASK_METADATA), 'w') as f:
+    json.dump(metadata, f, indent=2, sort_keys=True)
+
+
+def load_task_metadata(directory: str) -> dict[str, Any] | None:
+  """The task.json of a fine-tuned checkpoint, or None when there is none."""
+  path = os.path.join(directory, TASK_METADATA) if directory else ''
+  if not path or not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def saved_labels(directory: str) -> list[str] | None:
+  """Class or tag names saved with a fine-tuned checkpoint, if any."""
+  meta = load_task_metadata(directory)
+  return (meta or {}).get('labels') or None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from bert_jax.models.config import SIZES, ModelConfig
+from bert_jax.models.config import SIZES, config_for_size
 
 
 def parse_arg(arg: str | None, known: dict[str, tuple[str, ...] | None]) -> dict[str, str | bool]:
@@ -33,16 +33,15 @@ def parse_arg(arg: str | None, known: dict[str, tuple[str, ...] | None]) -> dict
 
 def model_group(size: str) -> ml_collections.ConfigDict:
   """Every ModelConfig field, sized by the size table; vocab_size -1 = from tokenizer."""
-  if size not in SIZES:
-    raise ValueError(f'size={size!r}; choose one of {tuple(SIZES)}.')
-  layers, hidden = SIZES[size]
-  d = ModelConfig(num_layers=layers, hidden_size=hidden, num_heads=hidden // 64,
-                  intermediate_size=4 * hidden).to_dict()
+  d = config_for_size(size).to_dict()
   d['vocab_size'] = -1
   # Compute dtype: 'auto' = bfloat16 on GPU/TPU, float32 on CPU. Parameters
   # are stored in param_dtype (float32) whatever this is.
   d['dtype'] = 'auto'
   return ml_collections.ConfigDict(d)
+
+
+SIZE_NAMES = tuple(SIZES)
 
 
 def mesh_group() -> ml_collections.ConfigDict:

@@ -29,23 +29,23 @@ and linear decay, dropout 0.1, max length 128 (384 with stride 128 for SQuAD).
 
 import ml_collections
 
+from bert_jax.tasks import registry
 from configs import common
 
-GLUE = ('cola', 'sst2', 'mrpc', 'qqp', 'stsb', 'mnli', 'qnli', 'rte', 'wnli')
-TASKS = GLUE + ('conll2003', 'squad_v1', 'squad_v2', 'local_classification',
-                'local_regression', 'local_ner', 'local_qa')
+TASKS = registry.FINETUNE_TASKS
+QA_TASKS = ('squad_v1', 'squad_v2', 'local_qa')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg, {
       'task': TASKS,
-      'size': ('tiny', 'mini', 'small', 'medium', 'base', 'large'),
+      'size': common.SIZE_NAMES,
       'runlocal': ()})
   if 'task' not in args:
     raise ValueError(f'configs/finetune.py needs task=NAME; choose one of {TASKS}.')
   task = args['task']
   runlocal = bool(args.get('runlocal', False))
-  is_squad = task in ('squad_v1', 'squad_v2', 'local_qa')
+  is_squad = task in QA_TASKS
 
   config = ml_collections.ConfigDict()
   config.task = task
@@ -95,8 +95,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.grad_accum_steps = 1
   t.log_every_steps = 50
   t.eval_every_steps = 0                # 0 = once per epoch (and at the end).
-  t.eval_batches = 0                    # 0 = the whole evaluation split.
   t.stop_after_steps = 0
+  # The best checkpoint (WORKDIR/best) maximises the mean of these
+  # 'split:metric' entries, e.g. 'validation_matched:accuracy,
+  # validation_mismatched:accuracy' for MNLI; '' = the task's main metric on
+  # its first evaluation split. A bare 'metric' means the first split.
+  t.best_metric = ''
+  t.best_metric_mode = ''               # max | min | '' = the task's.
 
   config.mesh = common.mesh_group()
   config.logical_axis_rules = ()

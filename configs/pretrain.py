@@ -28,13 +28,14 @@ Any field can be overridden, e.g. ``--config.optim.learning_rate=5e-4``.
 
 import ml_collections
 
+from bert_jax.data import objectives
 from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg, {
-      'size': ('tiny', 'mini', 'small', 'medium', 'base', 'large'),
-      'objective': ('mlm', 'mlm_nsp', 'mlm_sop'),
+      'size': common.SIZE_NAMES,
+      'objective': objectives.NAMES,
       'runlocal': ()})
   size = args.get('size', 'base')
   runlocal = bool(args.get('runlocal', False))
@@ -56,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.tokenizer_kind = 'wordpiece'        # wordpiece | sentencepiece (when training).
   d.tokenizer_vocab_size = 30522        # Vocabulary size (when training).
   d.lowercase = True
-  d.objective = args.get('objective', 'mlm_nsp')
+  d.objective = args.get('objective', 'mlm_nsp')  # see bert_jax/data/objectives.py
   d.max_seq_length = 128                # BERT phase 1.
   d.short_seq_prob = 0.1                # Shorter targets, as the original.
   d.dupe_factor = 5                     # Passes over the corpus with new pairs.
@@ -92,6 +93,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.log_every_steps = 100
     t.eval_every_steps = 1000
     t.eval_batches = 0                  # The whole held-out set.
-    d.eval_fraction = 0.05              # ~20 documents, ~150 examples.
+    d.eval_fraction = 0.05              # A larger held-out share than at scale.
     config.ckpt.every_steps = 1000
   return config

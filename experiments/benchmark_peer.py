@@ -64,7 +64,7 @@ def run_torch(args) -> dict:
       hidden_dropout_prob=m['hidden_dropout'],
       attention_probs_dropout_prob=m['attention_dropout'],
       layer_norm_eps=m['layer_norm_eps'], hidden_act=m['hidden_act'])
-  sentence = args.objective != 'mlm'
+  sentence = objectives.get(args.objective).sentence_head != 'none'
   cls = transformers.BertForPreTraining if sentence else transformers.BertForMaskedLM
   model = cls(cfg).to(dev).train()
   # The same optimizer as bert_jax's defaults (configs/common.optim_group):

@@ -68,8 +68,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import numpy as np
+
+from bert_jax.data import objectives
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -83,8 +86,10 @@ PADDED_ROW_FRACTION = 0.2  # Every other row pads its last 20%: ~10% padding.
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--size', default='tiny',
-                 choices=('tiny', 'mini', 'small', 'medium', 'base', 'large'))
+  # Checked against the size table (bert_jax.models.config.SIZES) by
+  # configs/pretrain.py on the JAX side; not imported here, so that the
+  # PyTorch side's process never loads JAX.
+  p.add_argument('--size', default='tiny', help='A model size name.')
   p.add_argument('--batch', type=int, default=32, help='Global batch size.')
   p.add_argument('--seq_len', type=int, default=128)
   p.add_argument('--steps', type=int, default=20, help='Timed steps.')
@@ -95,8 +100,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="Compute dtype (params stay fp32); 'auto' = the "
                       "trainer's default: bf16 on GPU/TPU, fp32 on CPU.")
   p.add_argument('--scan_layers', action='store_true')
-  p.add_argument('--objective', default='mlm_nsp',
-                 choices=('mlm', 'mlm_nsp', 'mlm_sop'))
+  p.add_argument('--objective', default='mlm_nsp', choices=objectives.NAMES)
   p.add_argument('--vocab_size', type=int, default=30522)
   p.add_argument('--max_predictions', type=int, default=0,
                  help='P per row; 0 = ceil(0.15 * seq_len) (20 at 128).')
@@ -231,8 +235,9 @@ def run_jax(args) -> dict:
   sys.path.insert(0, REPO)
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from bert_jax.tasks.pretraining import PretrainingTask, model_config_from  # pylint: disable=g-import-not-at-top
+  from bert_jax.tasks.pretraining import PretrainingTask  # pylint: disable=g-import-not-at-top
   from bert_jax.train import optim, sharding  # pylint: disable=g-import-not-at-top
+  from bert_jax.train import setup as setup_lib  # pylint: disable=g-import-not-at-top
   from bert_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   from configs import pretrain  # pylint: disable=g-import-not-at-top
   rss_imports = peak_rss_mb()
@@ -244,8 +249,10 @@ def run_jax(args) -> dict:
   config.data.max_seq_length = args.seq_len
   config.data.max_predictions_per_seq = args.max_predictions
   config.train.global_batch_size = args.batch
-  mc = model_config_from(config, args.vocab_size)  # resolves dtype 'auto'
-  task = PretrainingTask(mc, config.data, SPECIAL_IDS, MASK)
+  mc = setup_lib.resolve_model_config(config, args.vocab_size)  # dtype 'auto'
+  tokenizer = types.SimpleNamespace(special_ids=SPECIAL_IDS, mask_id=MASK,
+                                    vocab_size=args.vocab_size)
+  task = PretrainingTask('pretraining', config.data, tokenizer, mc)
   mesh = sharding.make_mesh(config.mesh)  # data=-1: every device on data.
   dp = sharding.data_parallel_size(mesh)
   if args.batch % dp:

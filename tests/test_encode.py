@@ -184,7 +184,7 @@ def test_training_workdir_accepted(ckpt, encoder, tmp_path):
   """A workdir (model_config.json, tokenizer/, checkpoints/<step>/state)."""
   import shutil  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from bert_jax.train import pretrained  # pylint: disable=g-import-not-at-top
+  from bert_jax import pretrained  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / 'workdir'
   shutil.copytree(os.path.join(ckpt, 'tokenizer'), workdir / 'tokenizer')
   shutil.copy(os.path.join(ckpt, 'model_config.json'), workdir)

@@ -3,7 +3,7 @@
 ``from_hf`` reads ``config.json`` and ``model.safetensors`` (or a pickled
 ``pytorch_model.bin``, or sharded versions of either), with or without the
 ``bert.`` key prefix, with the pretraining heads, a classifier or a QA head,
-and writes a bert_jax pretrained directory (``train/pretrained.py``).
+and writes a bert_jax pretrained directory (``bert_jax/pretrained.py``).
 ``to_hf`` writes the folder ``transformers`` loads: ``config.json``,
 ``model.safetensors`` (``BertForPreTraining``-style names) and the tokenizer.
 
@@ -30,7 +30,8 @@ from bert_jax.convert.hf_files import (HF_CONFIG, SAFETENSORS,
 from bert_jax.models import encoder as encoder_lib
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import make_model
-from bert_jax.train import pretrained
+from bert_jax import pretrained
+from bert_jax.text import load_tokenizer
 
 PREFIX = 'bert.'
 TIED_DECODER = 'cls.predictions.decoder.weight'
@@ -265,7 +266,6 @@ def _load_source_tokenizer(src: str):
     logging.warning('%s has no vocab.txt: the checkpoint gets no tokenizer.',
                     src)
     return None
-  from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
   return load_tokenizer(src)
 
 
@@ -275,7 +275,7 @@ def from_hf(src: str, dst: str, scan_layers: bool = False
 
   Args:
     src: Folder with config.json, the weights and (optionally) vocab.txt.
-    dst: Output pretrained directory (see ``bert_jax.train.pretrained``).
+    dst: Output pretrained directory (see ``bert_jax.pretrained``).
     scan_layers: Store the layers stacked for ``nn.scan``.
 
   Returns:
@@ -343,7 +343,6 @@ def _write_tokenizer(src: str, dst: str, config: ModelConfig) -> None:
   except FileNotFoundError as e:
     logging.warning('%s; the Hugging Face folder gets no tokenizer.', e)
     return
-  from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
   tokenizer = load_tokenizer(tok_dir)
   if getattr(tokenizer, 'kind', '') != 'wordpiece':
     logging.warning('Tokenizer in %s is %r, not WordPiece: Hugging Face '

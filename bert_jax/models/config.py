@@ -31,9 +31,22 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'dtype': ('float32', 'bfloat16', 'float16'),
     'param_dtype': ('float32', 'bfloat16'),
     'attention_impl': ('xla', 'cudnn'),
-    'remat_policy': ('none', 'full', 'dots', 'dots_with_no_batch_dims',
-                     'save_nothing'),
+    'remat_policy': ('none', 'full', 'dots', 'dots_with_no_batch_dims'),
 }
+
+# Values older checkpoints' model_config.json may hold -> today's spelling.
+# 'save_nothing' was the policy 'full' already is (recompute all but inputs).
+_RENAMED_VALUES = {'remat_policy': {'save_nothing': 'full'}}
+
+# Position schemes with a table of max_position_embeddings rows: longer
+# sequences cannot be encoded. The others (RoPE, ALiBi) have no limit.
+TABLE_POSITIONS = ('learned', 'sinusoidal')
+
+# Fields that change how the model runs, not its parameters' shapes or
+# meaning: they apply on top of a checkpoint's architecture (init_from).
+RUNTIME_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat_policy',
+                  'attention_impl', 'hidden_dropout', 'attention_dropout',
+                  'bilstm_layers', 'bilstm_hidden')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +94,21 @@ class ModelConfig:
     return self.hidden_size // self.num_heads
 
   @property
-  def output_size(self) -> int:
-    """Width of the sequence output the heads see (after the optional BiLSTM)."""
-    return 2 * self.bilstm_hidden if self.bilstm_layers else self.hidden_size
+  def position_limit(self) -> int | None:
+    """The longest sequence the position scheme encodes (None = no limit)."""
+    if self.position_embedding in TABLE_POSITIONS:
+      return self.max_position_embeddings
+    return None
+
+  def check_length(self, length: int, what: str) -> None:
+    """Raises ValueError when WHAT (e.g. 'data.max_seq_length') = LENGTH is
+    longer than the position scheme can encode."""
+    limit = self.position_limit
+    if limit is not None and length > limit:
+      raise ValueError(
+          f'{what}={length} exceeds model.max_position_embeddings={limit} '
+          f'({self.position_embedding} positions have one row per position; '
+          'raise max_position_embeddings, or use rope/alibi positions).')
 
   def validate(self) -> 'ModelConfig':
     """Raises ValueError naming the field and the valid choices."""
@@ -129,6 +154,10 @@ class ModelConfig:
     if unknown:
       raise ValueError(f'Unknown model config fields {unknown}; valid: '
                        f'{sorted(names)}.')
+    d = dict(d)
+    for field, renamed in _RENAMED_VALUES.items():
+      if d.get(field) in renamed:
+        d[field] = renamed[d[field]]
     return cls(**d).validate()
 
   def to_json(self) -> str:
@@ -139,6 +168,8 @@ def resolve_auto_dtype(fields: dict[str, Any]) -> dict[str, Any]:
   """dtype 'auto' -> bfloat16 on GPU/TPU, float32 on CPU (params stay fp32)."""
   fields = dict(fields)
   if fields.get('dtype') == 'auto':
+    # Imported here: the config module itself stays importable without jax
+    # (the PyTorch side of the benchmarks reads the size table).
     import jax  # pylint: disable=g-import-not-at-top
     fields['dtype'] = ('float32' if jax.default_backend() == 'cpu'
                        else 'bfloat16')

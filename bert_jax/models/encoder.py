@@ -17,12 +17,13 @@ from bert_jax.models.config import ModelConfig
 
 Array = jax.Array
 
+# Each saves a different set of activations for the backward pass.
 REMAT_POLICIES = {
-    'full': None,  # nn.remat with no policy saves nothing but inputs.
-    'dots': jax.checkpoint_policies.checkpoint_dots,
+    'full': jax.checkpoint_policies.nothing_saveable,  # only layer inputs
+    'dots': jax.checkpoint_policies.checkpoint_dots,   # every matmul output
+    # Matmuls without batch dims: the weight matmuls, not attention scores.
     'dots_with_no_batch_dims':
         jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-    'save_nothing': jax.checkpoint_policies.nothing_saveable,
 }
 
 

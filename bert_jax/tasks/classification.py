@@ -18,15 +18,15 @@ from typing import Any
 from absl import logging
 import jax.numpy as jnp
 import numpy as np
-import optax
-
+from bert_jax import pretrained
 from bert_jax.data import glue
 from bert_jax.data import local_files
 from bert_jax.data.glue import Example
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import BertForSequenceClassification
+from bert_jax.tasks import losses
 from bert_jax.tasks import metrics as metrics_lib
-from bert_jax.tasks.finetune_base import FinetuneTask
+from bert_jax.tasks.base import FinetuneTask
 
 # GLUE task -> the metric that picks the best checkpoint.
 GLUE_MAIN_METRIC = {
@@ -71,24 +71,24 @@ def _safe_name(split: str) -> str:
 class ClassificationTask(FinetuneTask):
   """Classification (C >= 2 classes) or regression (one score) of texts."""
 
-  def __init__(self, name: str, model_config: ModelConfig, tokenizer: Any,
-               max_seq_length: int, train: Sequence[Example],
+  def __init__(self, name: str, data_config: Any, tokenizer: Any,
+               model_config: ModelConfig, train: Sequence[Example],
                evals: dict[str, Sequence[Example]],
                label_names: Sequence[str] | None,
                extra_metadata: dict[str, Any] | None = None):
-    """Builds the task over already-read examples.
+    """Builds the task over already-read examples (see ``FinetuneTask``).
 
     Args:
       name: A GLUE task name, or local_classification / local_regression.
-      model_config: The encoder's config.
+      data_config: ``config.data`` (max_seq_length).
       tokenizer: A ``bert_jax.text.Tokenizer``.
-      max_seq_length: Tokens per example, specials included.
+      model_config: The encoder's config.
       train: Training examples (labels: class ids or floats).
       evals: Evaluation split name -> examples, in evaluation order.
       label_names: Class names in id order; None = regression.
       extra_metadata: More JSON-able facts for ``metadata()``.
     """
-    self.name = name
+    super().__init__(name, data_config, tokenizer, model_config, train, evals)
     self.glue_task = name if name in glue.TASKS else None
     self.regression = label_names is None
     self.label_names = None if self.regression else tuple(label_names)
@@ -96,87 +96,58 @@ class ClassificationTask(FinetuneTask):
     if not self.regression and self.num_labels < 2:
       raise ValueError(f'{name}: classification needs >= 2 labels, got '
                        f'{self.label_names}.')
-    self.tokenizer = tokenizer
-    self.max_seq_length = int(max_seq_length)
+    self.max_seq_length = int(data_config.max_seq_length)
     self.model = BertForSequenceClassification(model_config, self.num_labels)
     self.loss_keys = ('mse_loss',) if self.regression else ('ce_loss',)
     if self.glue_task:
       self.main_metric = GLUE_MAIN_METRIC[name]
     else:
       self.main_metric = 'pearson' if self.regression else 'accuracy'
-    self._train = list(train)
-    self._evals = {s: list(e) for s, e in evals.items()}
     self._extra = dict(extra_metadata or {})
-    self._train_feats: dict[str, np.ndarray] | None = None
-    self._eval_feats: dict[str, dict[str, np.ndarray]] | None = None
 
   # --- Data. ---
 
-  def _featurize(self, examples: Sequence[Example], what: str):
+  def feature_spec(self):
+    L = self.max_seq_length
+    return {**{k: ((L,), np.int32) for k in MODEL_INPUTS},
+            'label': ((), np.float32 if self.regression else np.int32),
+            'weight': ((), np.float32), 'example_index': ((), np.int32)}
+
+  def build_features(self, examples, split):
     feats = featurize(examples, self.tokenizer, self.max_seq_length,
                       self.regression)
     full = int(np.sum(feats['attention_mask'][:, -1] > 0)) if len(examples) else 0
     logging.info('%s %s: %d examples, %d reach max_seq_length=%d (cut if longer).',
-                 self.name, what, len(examples), full, self.max_seq_length)
+                 self.name, split or 'train', len(examples), full,
+                 self.max_seq_length)
     return feats
-
-  def train_features(self) -> dict[str, np.ndarray]:
-    if self._train_feats is None:  # Tokenized once, on first use.
-      self._train_feats = self._featurize(self._train, 'train')
-    return self._train_feats
-
-  def eval_features(self) -> dict[str, dict[str, np.ndarray]]:
-    if self._eval_feats is None:
-      self._eval_feats = {s: self._featurize(e, s) for s, e in self._evals.items()}
-    return self._eval_feats
-
-  def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-    # From shapes alone: an evaluation-only task may have no training rows.
-    L = self.max_seq_length
-    batch = {k: np.zeros((batch_size, L), np.int32) for k in MODEL_INPUTS}
-    batch['attention_mask'][:, :2] = 1
-    batch['label'] = np.zeros((batch_size,),
-                              np.float32 if self.regression else np.int32)
-    batch['weight'] = np.ones((batch_size,), np.float32)
-    batch['example_index'] = np.zeros((batch_size,), np.int32)
-    return batch
 
   # --- Training. ---
 
   def normalizers(self, batch):
-    w_B = batch.get('weight')
-    n = (jnp.sum(w_B.astype(jnp.float32)) if w_B is not None
-         else jnp.asarray(batch['input_ids'].shape[0], jnp.float32))
+    n = jnp.sum(batch['weight'].astype(jnp.float32))
     keys = ('mse_loss',) if self.regression else ('ce_loss', 'accuracy')
     return {k: n for k in keys}
 
   def sums(self, params, batch, rng, train):
-    logits_BC = self.model.apply({'params': params}, batch,
-                                 deterministic=not train,
-                                 rngs={'dropout': rng} if train else None)['logits']
-    w_B = batch.get('weight')
-    if w_B is None:
-      w_B = jnp.ones(logits_BC.shape[:1], jnp.float32)
+    logits_BC = self.apply(params, batch, rng, train)['logits']
+    w_B = batch['weight']
     if self.regression:
-      err_B = logits_BC[:, 0] - batch['label'].astype(jnp.float32)
+      err_B = logits_BC[:, 0].astype(jnp.float32) - batch['label'].astype(jnp.float32)
       return {'mse_loss': jnp.sum(jnp.square(err_B) * w_B)}
-    labels_B = batch['label']
-    xent_B = optax.softmax_cross_entropy_with_integer_labels(logits_BC, labels_B)
-    correct_B = (jnp.argmax(logits_BC, -1) == labels_B).astype(jnp.float32)
-    return {'ce_loss': jnp.sum(xent_B * w_B), 'accuracy': jnp.sum(correct_B * w_B)}
+    xent, hits = losses.xent_and_accuracy(logits_BC, batch['label'], w_B)
+    return {'ce_loss': xent, 'accuracy': hits}
 
   # --- Evaluation. ---
 
   def predict(self, params, batch):
-    out = self.model.apply({'params': params}, batch, deterministic=True)
+    out = self.apply(params, batch, None, False)
     return {'logits': out['logits'], 'example_index': batch['example_index']}
 
   def _rows(self, split: str, outputs: dict[str, np.ndarray]) -> np.ndarray:
     """Example index of each output row (checked against the split)."""
-    if split not in self._evals:
-      raise ValueError(f'{self.name}: unknown evaluation split {split!r}; the '
-                       f'splits are {list(self._evals)}.')
-    n = len(self._evals[split])
+    self.check_split(split)
+    n = len(self.eval_examples[split])
     rows = np.asarray(outputs.get('example_index', np.arange(len(outputs['logits']))))
     if rows.size and (rows.min() < 0 or rows.max() >= n):
       raise ValueError(f'{self.name} {split}: example_index outside [0, {n}).')
@@ -190,37 +161,36 @@ class ClassificationTask(FinetuneTask):
     logits = np.asarray(logits, np.float32)
     return logits[:, 0] if self.regression else np.argmax(logits, -1)
 
-  def metrics(self, split: str, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+  def evaluate_split(self, split, outputs, directory=None):
+    """Metrics (none for hidden GLUE test labels); with DIRECTORY also
+    predictions_<split>.jsonl and, for GLUE, the submission TSV."""
     rows = self._rows(split, outputs)
+    preds = self._predictions(outputs['logits'])
+    if directory is not None:
+      self._write_predictions(split, rows, outputs, preds, directory)
     if self._unlabeled(split) or rows.size == 0:
       return {}
-    labels = np.asarray([self._evals[split][i].label for i in rows])
-    preds = self._predictions(outputs['logits'])
+    labels = np.asarray([self.eval_examples[split][i].label for i in rows])
     if self.glue_task:
       return metrics_lib.glue_metrics(self.glue_task, preds, labels)
     if self.regression:
       return metrics_lib.regression_metrics(preds, labels)
     return metrics_lib.classification_metrics(preds, labels, self.num_labels)
 
-  def write_predictions(self, split: str, outputs: dict[str, np.ndarray],
-                        directory: str) -> list[str]:
-    """predictions_<split>.jsonl always; for GLUE also the submission TSV.
-
-    A validation split's TSV goes to DIRECTORY/<GLUE name> (e.g. MNLI-m.tsv);
-    a test split's to DIRECTORY/test/<GLUE name>, a folder to zip and submit.
-    """
-    rows = self._rows(split, outputs)
-    examples = [self._evals[split][i] for i in rows]
+  def _write_predictions(self, split, rows, outputs, preds, directory):
+    """A validation split's GLUE TSV goes to DIRECTORY/<GLUE name> (e.g.
+    MNLI-m.tsv); a test split's to DIRECTORY/test/<GLUE name>, a folder to
+    zip and submit."""
+    examples = [self.eval_examples[split][i] for i in rows]
     logits = np.asarray(outputs['logits'], np.float32)
-    preds = self._predictions(logits)
     os.makedirs(directory, exist_ok=True)
-    paths = [os.path.join(directory, f'predictions_{_safe_name(split)}.jsonl')]
     probs = None
     if not self.regression:
       z = np.exp(logits - logits.max(-1, keepdims=True))
       probs = z / z.sum(-1, keepdims=True)
     unlabeled = self._unlabeled(split)
-    with open(paths[0], 'w') as f:
+    path = os.path.join(directory, f'predictions_{_safe_name(split)}.jsonl')
+    with open(path, 'w') as f:
       for r, e in enumerate(examples):
         rec = {'index': e.idx, 'text_a': e.text_a}
         if e.text_b is not None:
@@ -235,10 +205,9 @@ class ClassificationTask(FinetuneTask):
         f.write(json.dumps(rec, ensure_ascii=False) + '\n')
     if self.glue_task:
       sub_dir = os.path.join(directory, 'test') if unlabeled else directory
-      paths.append(glue.write_glue_submission(
+      glue.write_glue_submission(
           self.glue_task, [e.idx for e in examples], preds, self.label_names,
-          os.path.join(sub_dir, glue.submission_file_name(self.glue_task, split))))
-    return paths
+          os.path.join(sub_dir, glue.submission_file_name(self.glue_task, split)))
 
   def metadata(self) -> dict[str, Any]:
     return {'task': self.name, 'labels': list(self.label_names or []),
@@ -266,18 +235,8 @@ def make_glue(name: str, config: Any, tokenizer: Any,
   evals = {s: glue.load_examples(name, s, d.tfds_data_dir, d.max_eval_examples)
            for s in _eval_splits(config, glue.EVAL_SPLITS[name])}
   return ClassificationTask(
-      name, model_config, tokenizer, d.max_seq_length, train, evals,
-      glue.LABEL_NAMES[name], extra_metadata={'dataset': f'glue/{name}'})
-
-
-def checkpoint_labels(init_from: str) -> list[str] | None:
-  """Class names saved with a fine-tuned checkpoint (its task.json), if any."""
-  from bert_jax.tasks import finetune_setup  # pylint: disable=g-import-not-at-top
-  path = os.path.join(init_from, finetune_setup.TASK_METADATA) if init_from else ''
-  if not path or not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    return json.load(f).get('labels') or None
+      name, d, tokenizer, model_config, train, evals, glue.LABEL_NAMES[name],
+      extra_metadata={'dataset': f'glue/{name}'})
 
 
 def make_local(name: str, config: Any, tokenizer: Any,
@@ -298,7 +257,7 @@ def make_local(name: str, config: Any, tokenizer: Any,
   # Evaluating a fine-tuned checkpoint: its class ids are the ones to use.
   use_saved = not regression and (config.get('eval_only', False)
                                    or not d.train_file)
-  saved = None if regression else checkpoint_labels(config.init_from)
+  saved = None if regression else pretrained.saved_labels(config.init_from)
   data = local_files.load(d.train_file, d.eval_file, d.text_fields,
                           d.label_field, regression,
                           saved if use_saved else None,
@@ -311,7 +270,7 @@ def make_local(name: str, config: Any, tokenizer: Any,
                     list(data.label_names), saved)
   evals = {'validation': data.eval} if data.eval else {}
   return ClassificationTask(
-      name, model_config, tokenizer, d.max_seq_length, data.train, evals,
-      data.label_names, extra_metadata={
+      name, d, tokenizer, model_config, data.train, evals, data.label_names,
+      extra_metadata={
           'text_fields': d.text_fields, 'label_field': d.label_field,
           'train_file': d.train_file, 'eval_file': d.eval_file})

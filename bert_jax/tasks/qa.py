@@ -30,7 +30,7 @@ from bert_jax.data import squad
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import BertForQuestionAnswering
 from bert_jax.tasks import squad_metrics
-from bert_jax.tasks.finetune_base import FinetuneTask
+from bert_jax.tasks.base import FinetuneTask
 
 # Logit given to padding so that softmax puts no mass there (float32).
 _NEG = -1e9
@@ -49,10 +49,10 @@ class QaTask(FinetuneTask):
 
   def __init__(self, name: str, data_config: Any, tokenizer,
                model_config: ModelConfig,
-               train_examples: list[squad.SquadExample],
-               eval_examples: dict[str, list[squad.SquadExample]],
+               train: list[squad.SquadExample],
+               evals: dict[str, list[squad.SquadExample]],
                version_2: bool):
-    """Builds the task; windows are made on first use.
+    """Builds the task (see ``FinetuneTask``); windows are made on first use.
 
     Args:
       name: The task name (``config.task``).
@@ -61,8 +61,8 @@ class QaTask(FinetuneTask):
         null_score_diff_threshold).
       tokenizer: A `bert_jax.text.Tokenizer`.
       model_config: The model's config.
-      train_examples: Training examples (may be empty for evaluation only).
-      eval_examples: Evaluation split name -> examples.
+      train: Training examples (may be empty for evaluation only).
+      evals: Evaluation split name -> examples.
       version_2: Whether questions may have no answer (SQuAD v2 rules).
     """
     d = data_config
@@ -71,62 +71,39 @@ class QaTask(FinetuneTask):
       raise ValueError(
           f'config.data.max_answer_length={d.max_answer_length} and '
           f'config.data.n_best_size={d.n_best_size} must be >= 1.')
-    self.name = name
-    self.data = d
-    self.tokenizer = tokenizer
-    self.config = model_config
+    super().__init__(name, data_config, tokenizer, model_config, train, evals)
     self.model = BertForQuestionAnswering(model_config)
     self.version_2 = bool(version_2)
-    self.train_examples = list(train_examples)
-    self.eval_examples = dict(eval_examples)
-    self._train: squad.SquadFeatures | None = None
-    self._eval: dict[str, squad.SquadFeatures] = {}
-    self._cache: tuple[Any, ...] | None = None
+    self._windows: dict[str | None, squad.SquadFeatures] = {}
 
   # --- Features. ---
 
-  def _convert(self, examples, is_training: bool) -> squad.SquadFeatures:
+  def build_features(self, examples, split):
     d = self.data
-    return squad.convert_examples(
+    windows = squad.convert_examples(
         examples, self.tokenizer, max_seq_length=d.max_seq_length,
         doc_stride=d.doc_stride, max_query_length=d.max_query_length,
-        is_training=is_training)
+        is_training=split is None)
+    self._windows[split] = windows
+    if split is None:
+      return {k: windows.arrays[k] for k in self.feature_spec()}
+    return dict(windows.arrays)
 
   def train_windows(self) -> squad.SquadFeatures:
     """The training windows (with their host-side maps)."""
-    if self._train is None:
-      if not self.train_examples:
-        raise ValueError(f'{self.name}: no training examples; set '
-                         'config.data.train_file (local_qa) or '
-                         'config.data.train_split, or use eval_only.')
-      self._train = self._convert(self.train_examples, is_training=True)
-    return self._train
+    self.train_features()
+    return self._windows[None]
 
   def eval_windows(self, split: str) -> squad.SquadFeatures:
     """The windows of an evaluation split (with their host-side maps)."""
-    if split not in self.eval_examples:
-      raise KeyError(f'{self.name}: no evaluation split {split!r}; have '
-                     f'{sorted(self.eval_examples)}')
-    if split not in self._eval:
-      self._eval[split] = self._convert(self.eval_examples[split],
-                                        is_training=False)
-    return self._eval[split]
+    self.check_split(split)
+    self.eval_features()
+    return self._windows[split]
 
-  def train_features(self) -> dict[str, np.ndarray]:
-    a = self.train_windows().arrays
-    return {k: a[k] for k in (*squad.MODEL_KEYS, 'start_positions',
-                              'end_positions')}
-
-  def eval_features(self) -> dict[str, dict[str, np.ndarray]]:
-    return {s: dict(self.eval_windows(s).arrays) for s in self.eval_examples}
-
-  def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-    # Not from train_features: evaluation-only runs may have no training data.
-    z = lambda *s: np.zeros(s, np.int32)
+  def feature_spec(self):
     L = self.data.max_seq_length
-    return {'input_ids': z(batch_size, L), 'token_type_ids': z(batch_size, L),
-            'attention_mask': np.ones((batch_size, L), np.int32),
-            'start_positions': z(batch_size), 'end_positions': z(batch_size)}
+    return {**{k: ((L,), np.int32) for k in squad.MODEL_KEYS},
+            'start_positions': ((), np.int32), 'end_positions': ((), np.int32)}
 
   # --- Training. ---
 
@@ -135,8 +112,7 @@ class QaTask(FinetuneTask):
     return {'span_loss': n, 'span_accuracy': n}
 
   def sums(self, params, batch, rng, train):
-    out = self.model.apply({'params': params}, batch, deterministic=not train,
-                           rngs={'dropout': rng} if train else None)
+    out = self.apply(params, batch, rng, train)
     real_BL = batch['attention_mask'] > 0
     # Padding can never be the answer; masking it also keeps the loss
     # independent of how far a batch is padded.
@@ -154,7 +130,7 @@ class QaTask(FinetuneTask):
   # --- Evaluation. ---
 
   def predict(self, params, batch):
-    out = self.model.apply({'params': params}, batch, deterministic=True)
+    out = self.apply(params, batch, None, False)
     return {'start_logits': out['start_logits'], 'end_logits': out['end_logits']}
 
   def postprocess(self, split: str, outputs: dict[str, np.ndarray]
@@ -174,10 +150,6 @@ class QaTask(FinetuneTask):
     Raises:
       ValueError: If OUTPUTS does not have one row per window.
     """
-    c = self._cache
-    if (c is not None and c[0] == split and c[1] is outputs['start_logits']
-        and c[2] is outputs['end_logits']):
-      return c[3]
     feats = self.eval_windows(split)
     examples = self.eval_examples[split]
     start_NL = np.asarray(outputs['start_logits'], np.float32)
@@ -215,8 +187,6 @@ class QaTask(FinetuneTask):
         cands.append((float(null_N[f]), f, 0, 0))
       cands.sort(key=lambda t: -t[0])
       self._answer(result, ex, feats, examples, cands, start_NL, end_NL)
-    self._cache = (split, outputs['start_logits'], outputs['end_logits'],
-                   result)
     return result
 
   def _answer(self, result, ex, feats, examples, cands, start_NL, end_NL
@@ -264,33 +234,27 @@ class QaTask(FinetuneTask):
     below = odds <= self.data.null_score_diff_threshold
     result['predictions'][ex.qid] = best_span[0] if best_span and below else ''
 
-  def metrics(self, split, outputs):
+  def evaluate_split(self, split, outputs, directory=None):
+    """EM/F1 (and the v2 threshold search). With DIRECTORY also
+    predictions_SPLIT.json, nbest_SPLIT.json (+ null_odds_SPLIT.json, v2):
+    the files of run_squad.py, so the official evaluation script reads them
+    (``--na-prob-file null_odds_SPLIT.json``)."""
     r = self.postprocess(split, outputs)
+    if directory is not None:
+      os.makedirs(directory, exist_ok=True)
+      files = [('predictions', r['predictions']), ('nbest', r['nbest'])]
+      if self.version_2:
+        files.append(('null_odds', r['null_odds']))
+      for stem, obj in files:
+        path = os.path.join(directory, f'{stem}_{split}.json')
+        with open(path, 'w', encoding='utf-8') as f:
+          json.dump(obj, f, indent=2, ensure_ascii=False)
+          f.write('\n')
     answers = {e.qid: list(e.answers) for e in self.eval_examples[split]}
     return squad_metrics.evaluate(
         answers, r['predictions'], version_2=self.version_2,
         null_odds=r['null_odds'] if self.version_2 else None,
         non_null_predictions=r['non_null'])
-
-  def write_predictions(self, split, outputs, directory):
-    """predictions_SPLIT.json, nbest_SPLIT.json (+ null_odds_SPLIT.json, v2).
-
-    The files are those of run_squad.py, so the official evaluation script
-    reads them (``--na-prob-file null_odds_SPLIT.json``).
-    """
-    r = self.postprocess(split, outputs)
-    os.makedirs(directory, exist_ok=True)
-    files = [('predictions', r['predictions']), ('nbest', r['nbest'])]
-    if self.version_2:
-      files.append(('null_odds', r['null_odds']))
-    paths = []
-    for stem, obj in files:
-      path = os.path.join(directory, f'{stem}_{split}.json')
-      with open(path, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write('\n')
-      paths.append(path)
-    return paths
 
   def metadata(self):
     d = self.data

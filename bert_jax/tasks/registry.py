@@ -1,35 +1,63 @@
-"""Task name (``config.task``) -> the FinetuneTask that implements it."""
+"""The one table of task names (``config.task``) -> the module that builds it.
+
+Every builder is ``make(name, config, tokenizer, model_config, **inputs)`` and
+returns a ``bert_jax.tasks.base.Task``. A task whose tokenizer may come from
+its own data (pretraining trains one on the corpus) also names an ``inputs``
+function ``(config, workdir, tokenizer_path) -> (tokenizer, inputs)``, which
+setup runs before the model config exists; its result reaches the builder as
+``inputs=``. Adding a task is one entry here plus its module.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import Any
+from typing import Any, Callable
 
-from bert_jax.models.config import ModelConfig
+from bert_jax.data import glue
 
-GLUE = ('cola', 'sst2', 'mrpc', 'qqp', 'stsb', 'mnli', 'qnli', 'rte', 'wnli')
+PRETRAINING = 'pretraining'
 
-# name -> 'module:function'; each function is
-#   make(name, config, tokenizer, model_config) -> FinetuneTask
-_BUILDERS = {
-    **{g: 'bert_jax.tasks.classification:make_glue' for g in GLUE},
-    'local_classification': 'bert_jax.tasks.classification:make_local',
-    'local_regression': 'bert_jax.tasks.classification:make_local',
-    'conll2003': 'bert_jax.tasks.tagging:make_conll2003',
-    'local_ner': 'bert_jax.tasks.tagging:make_local',
-    'squad_v1': 'bert_jax.tasks.qa:make_squad',
-    'squad_v2': 'bert_jax.tasks.qa:make_squad',
-    'local_qa': 'bert_jax.tasks.qa:make_local',
+
+@dataclasses.dataclass(frozen=True)
+class TaskEntry:
+  builder: str     # 'module:function'
+  inputs: str = ''  # optional 'module:function' (see the module docstring)
+
+  def resolve(self, what: str) -> Callable[..., Any] | None:
+    spec = getattr(self, what)
+    if not spec:
+      return None
+    module, fn = spec.split(':')
+    return getattr(importlib.import_module(module), fn)
+
+
+_CLASSIFICATION = 'bert_jax.tasks.classification'
+TASKS: dict[str, TaskEntry] = {
+    PRETRAINING: TaskEntry('bert_jax.tasks.pretraining:make',
+                           inputs='bert_jax.tasks.pretraining:load_inputs'),
+    **{g: TaskEntry(f'{_CLASSIFICATION}:make_glue') for g in glue.TASKS},
+    'local_classification': TaskEntry(f'{_CLASSIFICATION}:make_local'),
+    'local_regression': TaskEntry(f'{_CLASSIFICATION}:make_local'),
+    'conll2003': TaskEntry('bert_jax.tasks.tagging:make_conll2003'),
+    'local_ner': TaskEntry('bert_jax.tasks.tagging:make_local'),
+    'squad_v1': TaskEntry('bert_jax.tasks.qa:make_squad'),
+    'squad_v2': TaskEntry('bert_jax.tasks.qa:make_squad'),
+    'local_qa': TaskEntry('bert_jax.tasks.qa:make_local'),
 }
+NAMES = tuple(TASKS)
+FINETUNE_TASKS = tuple(n for n in NAMES if n != PRETRAINING)
 
-FINETUNE_TASKS = tuple(_BUILDERS)
+
+def get(name: str) -> TaskEntry:
+  """The entry of NAME; a clear error listing the valid names otherwise."""
+  if name not in TASKS:
+    raise ValueError(f'config.task={name!r}; choose one of {NAMES}.')
+  return TASKS[name]
 
 
-def make_finetune_task(config: Any, tokenizer: Any, model_config: ModelConfig):
-  """Builds the task named by ``config.task`` (reads its data eagerly)."""
-  if config.task not in _BUILDERS:
-    raise ValueError(f'config.task={config.task!r}; choose one of '
-                     f'{("pretraining",) + FINETUNE_TASKS}.')
-  module, fn = _BUILDERS[config.task].split(':')
-  return getattr(importlib.import_module(module), fn)(
-      config.task, config, tokenizer, model_config)
+def make_task(config: Any, tokenizer: Any, model_config: Any,
+              **inputs: Any):
+  """Builds the task named by ``config.task`` (reads its data)."""
+  return get(config.task).resolve('builder')(
+      config.task, config, tokenizer, model_config, **inputs)

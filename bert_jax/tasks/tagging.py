@@ -22,15 +22,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-
+from bert_jax import pretrained
 from bert_jax.data import conll
+from bert_jax.data import tfds_source
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.crf import CRF
 from bert_jax.models.encoder import BertEncoder
 from bert_jax.models.heads import TokenHead, gather_positions
+from bert_jax.tasks import losses
 from bert_jax.tasks import ner_metrics
-from bert_jax.tasks.finetune_base import FinetuneTask
+from bert_jax.tasks.base import FinetuneTask
 
 Array = jax.Array
 IGNORE = -100  # Label of positions that are not a word's first sub-token.
@@ -149,56 +150,47 @@ class TaggingTask(FinetuneTask):
   """Word-level BIO tagging scored by entity F1 (seqeval / conlleval)."""
 
   main_metric = 'f1'
-  main_metric_mode = 'max'
 
-  def __init__(self, name: str, labels: Sequence[str],
-               train: Sequence[conll.Sentence],
-               evals: dict[str, Sequence[conll.Sentence]], tokenizer: Any,
-               model_config: ModelConfig, max_seq_length: int,
-               use_crf: bool = False):
-    """Featurizes the data now, so bad input fails before anything compiles.
+  def __init__(self, name: str, data_config: Any, tokenizer: Any,
+               model_config: ModelConfig, train: Sequence[conll.Sentence],
+               evals: dict[str, Sequence[conll.Sentence]],
+               labels: Sequence[str]):
+    """Builds the task (see ``FinetuneTask``); features are made on first use.
 
     Args:
       name: Task name (config.task).
-      labels: Tag names in id order.
-      train: Training sentences.
-      evals: Evaluation split name -> sentences, in evaluation order.
+      data_config: ``config.data`` (max_seq_length; crf: a CRF over the word
+        emissions).
       tokenizer: A ``bert_jax.text.Tokenizer``.
       model_config: The encoder's config (BiLSTM fields included).
-      max_seq_length: L.
-      use_crf: CRF over the word emissions (config.data.crf).
+      train: Training sentences.
+      evals: Evaluation split name -> sentences, in evaluation order.
+      labels: Tag names in id order.
     """
-    self.name = name
+    super().__init__(name, data_config, tokenizer, model_config, train, evals)
     self.labels = list(labels)
-    self.use_crf = bool(use_crf)
-    self.max_seq_length = max_seq_length
+    self.use_crf = bool(data_config.get('crf', False))
+    self.max_seq_length = int(data_config.max_seq_length)
     self.model = BertTagger(model_config.validate(), len(self.labels),
                             self.use_crf)
     self.loss_keys = ('crf_loss',) if self.use_crf else ('xent_loss',)
-    self._train, _ = featurize(train, self.labels, tokenizer, max_seq_length,
-                               f'{name} train')
-    self._eval = {}
-    for split, sents in evals.items():
-      feats, kept = featurize(sents, self.labels, tokenizer, max_seq_length,
-                              f'{name} {split}')
-      self._eval[split] = (feats, kept, list(sents))
+    self._kept: dict[str, np.ndarray] = {}
 
   # --- Data. ---
 
-  def train_features(self) -> dict[str, np.ndarray]:
-    return self._train
-
-  def eval_features(self) -> dict[str, dict[str, np.ndarray]]:
-    return {split: feats for split, (feats, _, _) in self._eval.items()}
-
-  def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+  def feature_spec(self):
     L, W = self.max_seq_length, self.max_seq_length - 2
-    z = lambda *s: np.zeros(s, np.int32)
-    return {'input_ids': z(batch_size, L), 'token_type_ids': z(batch_size, L),
-            'attention_mask': np.ones((batch_size, L), np.int32),
-            'labels': np.full((batch_size, L), IGNORE, np.int32),
-            'word_positions': z(batch_size, W), 'word_labels': z(batch_size, W),
-            'word_mask': z(batch_size, W), 'example_index': z(batch_size)}
+    return {**{k: ((L,), np.int32) for k in FEATURE_KEYS[:4]},
+            **{k: ((W,), np.int32) for k in FEATURE_KEYS[4:7]},
+            'example_index': ((), np.int32)}
+
+  def build_features(self, examples, split):
+    feats, kept = featurize(examples, self.labels, self.tokenizer,
+                            self.max_seq_length,
+                            f'{self.name} {split or "train"}')
+    if split is not None:
+      self._kept[split] = kept
+    return feats
 
   # --- Training. ---
 
@@ -210,17 +202,13 @@ class TaggingTask(FinetuneTask):
     return {'xent_loss': n, 'token_accuracy': n}
 
   def sums(self, params, batch, rng, train):
-    out = self.model.apply({'params': params}, batch, deterministic=not train,
-                           rngs={'dropout': rng} if train else None)
+    out = self.apply(params, batch, rng, train)
     if self.use_crf:
       return {'crf_loss': -jnp.sum(out['log_likelihood'])}
-    logits_BLT, labels_BL = out['logits'], batch['labels']  # float32 logits
-    w_BL = (labels_BL >= 0).astype(jnp.float32)
-    safe_BL = jnp.maximum(labels_BL, 0)  # -100 would index out of range.
-    xent_BL = optax.softmax_cross_entropy_with_integer_labels(logits_BLT, safe_BL)
-    correct_BL = (jnp.argmax(logits_BLT, -1) == safe_BL).astype(jnp.float32)
-    return {'xent_loss': jnp.sum(xent_BL * w_BL),
-            'token_accuracy': jnp.sum(correct_BL * w_BL)}
+    labels_BL = batch['labels']  # -100 off a word's first sub-token
+    xent, hits = losses.xent_and_accuracy(out['logits'], labels_BL,
+                                          labels_BL >= 0)
+    return {'xent_loss': xent, 'token_accuracy': hits}
 
   # --- Evaluation. ---
 
@@ -231,10 +219,10 @@ class TaggingTask(FinetuneTask):
 
   def _tag_lists(self, split: str, outputs: dict[str, np.ndarray]):
     """(sentences, gold tags, predicted tags) of the examples in OUTPUTS."""
-    if split not in self._eval:
-      raise ValueError(f'{self.name}: no evaluation split {split!r}; have '
-                       f'{list(self._eval)}.')
-    _, kept, sents = self._eval[split]
+    self.check_split(split)
+    sents = self.eval_examples[split]
+    self.eval_features()  # Words kept per sentence come with the features.
+    kept = self._kept[split]
     tags_NW = np.asarray(outputs['tags'])
     index_N = np.asarray(outputs['example_index'])
     if tags_NW.ndim != 2 or len(tags_NW) != len(index_N):
@@ -253,23 +241,20 @@ class TaggingTask(FinetuneTask):
                   ['O'] * (len(s.tokens) - n))
     return chosen, gold, pred
 
-  def metrics(self, split, outputs):
+  def evaluate_split(self, split, outputs, directory=None):
     """Entity precision/recall/f1 (micro), per type (``f1_PER``...), token
-    accuracy; over the examples present in OUTPUTS."""
-    _, gold, pred = self._tag_lists(split, outputs)
-    return ner_metrics.ner_metrics(gold, pred)
-
-  def write_predictions(self, split, outputs, directory):
-    """``predictions_<split>.txt``: 'word gold predicted' lines, a blank line
+    accuracy, over the examples present in OUTPUTS. With DIRECTORY also
+    ``predictions_<split>.txt``: 'word gold predicted' lines, a blank line
     between sentences (conlleval's input format)."""
     sents, gold, pred = self._tag_lists(split, outputs)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f'predictions_{split}.txt')
-    with open(path, 'w', encoding='utf-8') as f:
-      for s, g, p in zip(sents, gold, pred):
-        f.writelines(f'{w} {a} {b}\n' for w, a, b in zip(s.tokens, g, p))
-        f.write('\n')
-    return [path]
+    if directory is not None:
+      os.makedirs(directory, exist_ok=True)
+      path = os.path.join(directory, f'predictions_{split}.txt')
+      with open(path, 'w', encoding='utf-8') as f:
+        for s, g, p in zip(sents, gold, pred):
+          f.writelines(f'{w} {a} {b}\n' for w, a, b in zip(s.tokens, g, p))
+          f.write('\n')
+    return ner_metrics.ner_metrics(gold, pred)
 
   def metadata(self):
     return {'task': self.name, 'labels': self.labels, 'crf': self.use_crf,
@@ -277,7 +262,8 @@ class TaggingTask(FinetuneTask):
 
 
 def _first(sentences: list[conll.Sentence], n: int) -> list[conll.Sentence]:
-  return sentences[:n] if n > 0 else sentences
+  n = tfds_source.check_max_examples(n)
+  return sentences[:n] if n else sentences
 
 
 def make_conll2003(name: str, config: Any, tokenizer: Any,
@@ -289,8 +275,7 @@ def make_conll2003(name: str, config: Any, tokenizer: Any,
                                        d.max_train_examples)
   evals = {s: conll.load_conll2003(s, d.tfds_data_dir, d.max_eval_examples)[0]
            for s in ('dev', 'test')}
-  return TaggingTask(name, labels, train, evals, tokenizer, model_config,
-                     d.max_seq_length, d.crf)
+  return TaggingTask(name, d, tokenizer, model_config, train, evals, labels)
 
 
 def make_local(name: str, config: Any, tokenizer: Any,
@@ -302,9 +287,8 @@ def make_local(name: str, config: Any, tokenizer: Any,
   checkpoint (config.eval_only, or no train_file) takes the labels saved in
   its task.json instead, so tag ids mean what they meant in training.
   """
-  from bert_jax.tasks.classification import checkpoint_labels  # pylint: disable=g-import-not-at-top
   d = config.data
-  saved = checkpoint_labels(config.init_from) if (
+  saved = pretrained.saved_labels(config.init_from) if (
       config.get('eval_only', False) or not d.train_file) else None
   if not d.train_file and saved is None:
     raise ValueError(f'config.task={name!r} needs config.data.train_file (a '
@@ -318,5 +302,5 @@ def make_local(name: str, config: Any, tokenizer: Any,
     sents = _first(conll.read_conll_file(d.eval_file), d.max_eval_examples)
     conll.check_tags(sents, labels, d.train_file or config.init_from)
     evals['eval'] = sents
-  return TaggingTask(name, labels, _first(train_all, d.max_train_examples),
-                     evals, tokenizer, model_config, d.max_seq_length, d.crf)
+  return TaggingTask(name, d, tokenizer, model_config,
+                     _first(train_all, d.max_train_examples), evals, labels)

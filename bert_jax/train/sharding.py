@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from absl import logging
 import flax.linen as nn
 import jax
+from jax.experimental import mesh_utils
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -59,7 +61,6 @@ def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> 
   devices = list(devices if devices is not None else jax.devices())
   shape = mesh_shape(mesh_config, len(devices))
   try:
-    from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
     device_array = mesh_utils.create_device_mesh(shape, devices=devices)
   except Exception:  # Fake CPU devices or odd topologies: plain reshape.
     device_array = np.asarray(devices).reshape(shape)
@@ -75,14 +76,19 @@ def rules_from_config(rules: Any | None) -> tuple[tuple[str, Any], ...]:
   return tuple(out)
 
 
-def _fit(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+def _fit(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh,
+         dropped: set[tuple[int, Any]]) -> PartitionSpec:
   """Drops mesh axes from dims they don't divide (e.g. 2 heads on tensor=8):
-  such a dim is replicated instead of failing to shard."""
+  such a dim is replicated instead of failing to shard. Each drop is added to
+  DROPPED as (dim size, mesh axes)."""
   out = []
   for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
     names = (axes,) if isinstance(axes, str) else tuple(axes or ())
     size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
-    out.append(axes if names and dim % size == 0 else None)
+    keep = names and dim % size == 0
+    if names and not keep and size > 1:
+      dropped.add((dim, axes))
+    out.append(axes if keep else None)
   return PartitionSpec(*out)
 
 
@@ -93,9 +99,16 @@ def logical_shardings(mesh: Mesh, boxed_tree: Any, rules) -> Any:
   is_box = lambda x: isinstance(x, nn.Partitioned)
   shapes = jax.tree.map(lambda x: tuple(x.value.shape if is_box(x) else x.shape),
                         boxed_tree, is_leaf=is_box)
-  return jax.tree.map(
-      lambda s, shape: NamedSharding(mesh, _fit(s, shape, mesh)), mesh_specs,
-      shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
+  dropped: set[tuple[int, Any]] = set()
+  out = jax.tree.map(
+      lambda s, shape: NamedSharding(mesh, _fit(s, shape, mesh, dropped)),
+      mesh_specs, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
+  for dim, axes in sorted(dropped, key=str):
+    logging.info('Sharding: a dimension of size %d is not divisible by mesh '
+                 'axes %s (%s): it is replicated over them instead.', dim,
+                 axes, {a: mesh.shape[a] for a in ((axes,) if isinstance(
+                     axes, str) else axes)})
+  return out
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -51,30 +51,42 @@ def strip_boxes(tree: Any) -> Any:
                       tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def init_state(task: Task, tx, mesh, rules, rng: Array,
-               init_params: Any | None = None) -> tuple[TrainState, Any]:
-  """Initialises the sharded train state (optionally from given params)."""
-  _, shardings = state_shardings(task, tx, mesh, rules)
+def _path(p) -> str:
+  return jax.tree_util.keystr(p, simple=True, separator='/')
 
-  def init_fn(r):
+
+def init_state(task: Task, tx, mesh, rules, rng: Array,
+               init_params: dict[str, Any] | None = None
+               ) -> tuple[TrainState, Any]:
+  """Initialises the sharded train state, optionally from given params.
+
+  INIT_PARAMS ({'/'-joined path: numpy array}, from ``setup.match_params``)
+  replace the fresh leaves they name. They enter the jitted init as
+  arguments, placed with the shardings of the leaves they replace, so XLA
+  never holds them as constants (compile time and host memory would grow with
+  the model).
+  """
+  _, shardings = state_shardings(task, tx, mesh, rules)
+  init_params = dict(init_params or {})
+  by_path = {_path(p): s for p, s in
+             jax.tree_util.tree_flatten_with_path(shardings.params)[0]}
+  loaded = {k: jax.make_array_from_callback(v.shape, by_path[k],
+                                            lambda i, v=v: v[i])
+            for k, v in init_params.items()}
+
+  def init_fn(r, loaded):
     state = nn.meta.unbox(_boxed_state(task, tx, r, 1))
-    if init_params is not None:
-      # Sub-trees the checkpoint lacks (e.g. a new head) keep their fresh init.
-      params = merge_params(state.params, init_params)
+    if loaded:
+      # Leaves the checkpoint lacks (e.g. a new head) keep their fresh init.
+      params = jax.tree_util.tree_map_with_path(
+          lambda p, x: loaded[_path(p)].astype(x.dtype)
+          if _path(p) in loaded else x, state.params)
       state = state.replace(params=params, opt_state=tx.init(params))
     return state
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    state = jax.jit(init_fn, out_shardings=shardings)(rng)
+    state = jax.jit(init_fn, out_shardings=shardings)(rng, loaded)
   return state, shardings
-
-
-def merge_params(fresh: Any, loaded: Any) -> Any:
-  """LOADED where it has a value, FRESH elsewhere (e.g. a new head or pooler)."""
-  if isinstance(fresh, dict) and isinstance(loaded, dict):
-    return {k: merge_params(v, loaded[k]) if k in loaded else v
-            for k, v in fresh.items()}
-  return loaded
 
 
 def _split_micro(batch: dict[str, Array], k: int) -> dict[str, Array]:

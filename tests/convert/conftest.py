@@ -10,7 +10,7 @@ import pytest
 from bert_jax.convert import hf
 from bert_jax.models import ModelConfig, make_model
 from bert_jax.text import load_tokenizer
-from bert_jax.train import pretrained
+from bert_jax import pretrained
 
 TINY_WORDS = ('the', 'a', 'cat', 'dog', 'sat', 'on', 'mat', 'is', 'big',
               'small', 'run', '##s', '##ing', '.', ',', '?', 'hello', 'world')

@@ -11,7 +11,7 @@ from bert_jax.convert import hf
 from bert_jax.convert.__main__ import main as convert_main
 from bert_jax.models import make_model
 from bert_jax.text import load_tokenizer
-from bert_jax.train import pretrained
+from bert_jax import pretrained
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')

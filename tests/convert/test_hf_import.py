@@ -5,7 +5,7 @@ import pytest
 
 from bert_jax.convert import hf
 from bert_jax.models import make_model
-from bert_jax.train import pretrained
+from bert_jax import pretrained
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')

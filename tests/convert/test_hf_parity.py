@@ -7,7 +7,7 @@ import pytest
 from bert_jax.convert import hf
 from bert_jax.models import BertEncoder
 from bert_jax.text import load_tokenizer
-from bert_jax.train import pretrained
+from bert_jax import pretrained
 
 torch = pytest.importorskip('torch')
 

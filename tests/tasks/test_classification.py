@@ -171,7 +171,7 @@ SUBMISSION_VALUES = {
 @pytest.mark.parametrize('name', glue.TASKS)
 def test_glue_task_end_to_end(name, tok, make_config, tfds_mock, tmp_path):
   config = make_config(name, tfds_data_dir=str(tmp_path / 'tfds'))
-  task = registry.make_finetune_task(config, tok, tiny_model(tok))
+  task = registry.make_task(config, tok, tiny_model(tok))
   assert task.main_metric == classification.GLUE_MAIN_METRIC[name]
   train = task.train_features()
   assert train['input_ids'].shape == (N_MOCK, SEQ)
@@ -186,13 +186,15 @@ def test_glue_task_end_to_end(name, tok, make_config, tfds_mock, tmp_path):
 
   for split, feats in evals.items():
     out = jax.device_get(predict(params, {k: jnp.asarray(v) for k, v in feats.items()}))
-    m = task.metrics(split, out)
+    m = task.evaluate_split(split, out)
     assert set(m) == set(metrics.GLUE_METRICS[name]) and all(np.isfinite(list(m.values())))
     # Rows in any order give the same metrics (example_index maps them back).
     perm = np.random.default_rng(0).permutation(N_MOCK)
-    assert task.metrics(split, {k: v[perm] for k, v in out.items()}) == pytest.approx(m)
+    assert task.evaluate_split(split, {k: v[perm] for k, v in out.items()}) == pytest.approx(m)
 
-    paths = task.write_predictions(split, out, str(tmp_path / 'pred'))
+    assert task.evaluate_split(split, out, str(tmp_path / 'pred')) == pytest.approx(m)
+    paths = [str(tmp_path / 'pred' / f'predictions_{split}.jsonl'),
+             str(tmp_path / 'pred' / glue.submission_file_name(name, split))]
     rows = read_tsv(paths[1])
     assert os.path.basename(paths[1]) == glue.submission_file_name(name, split)
     assert rows[0] == ['index', 'prediction'] and len(rows) == N_MOCK + 1
@@ -214,13 +216,12 @@ def test_glue_task_end_to_end(name, tok, make_config, tfds_mock, tmp_path):
 def test_glue_test_split_gives_submission_without_metrics(tok, make_config,
                                                           tfds_mock, tmp_path):
   config = make_config('mnli', eval_splits='test_mismatched')
-  task = registry.make_finetune_task(config, tok, tiny_model(tok))
+  task = registry.make_task(config, tok, tiny_model(tok))
   feats = task.eval_features()['test_mismatched']
   logits = np.random.default_rng(0).normal(size=(N_MOCK, 3)).astype(np.float32)
   out = {'logits': logits, 'example_index': feats['example_index']}
-  assert task.metrics('test_mismatched', out) == {}
-  paths = task.write_predictions('test_mismatched', out, str(tmp_path))
-  assert paths[1] == str(tmp_path / 'test' / 'MNLI-mm.tsv')
+  assert task.evaluate_split('test_mismatched', out, str(tmp_path)) == {}
+  assert (tmp_path / 'test' / 'MNLI-mm.tsv').is_file()
 
 
 # --- Local files. ---
@@ -229,10 +230,10 @@ def test_glue_test_split_gives_submission_without_metrics(tok, make_config,
 def test_local_tsv_classification(tok, make_config, tmp_path):
   config = make_config('local_classification', train_file=fixture('cls_train.tsv'),
                        eval_file=fixture('cls_eval.tsv'))
-  task = registry.make_finetune_task(config, tok, tiny_model(tok))
+  task = registry.make_task(config, tok, tiny_model(tok))
   assert task.label_names == ('neg', 'pos') and task.num_labels == 2
   assert task.loss_keys == ('ce_loss',) and task.main_metric == 'accuracy'
-  ev = task._evals['validation']  # pylint: disable=protected-access
+  ev = task.eval_examples['validation']  # pylint: disable=protected-access
   # Blank line 3 is skipped; quotes stay text (TSV has no quoting).
   assert [e.idx for e in ev] == [2, 4, 5]
   assert ev[2].text_a == 'a "lazy" film' and [e.label for e in ev] == [1, 0, 0]
@@ -240,11 +241,11 @@ def test_local_tsv_classification(tok, make_config, tmp_path):
   feats = task.eval_features()['validation']
   out = {'logits': np.array([[0.1, 2.0], [3.0, 0.0], [0.0, 1.0]], np.float32),
          'example_index': feats['example_index']}
-  m = task.metrics('validation', out)
+  m = task.evaluate_split('validation', out, str(tmp_path / 'pred'))
   assert m['accuracy'] == pytest.approx(2 / 3)
   assert set(m) == {'accuracy', 'f1', 'macro_f1', 'mcc'}
-  paths = task.write_predictions('validation', out, str(tmp_path))
-  assert [os.path.basename(p) for p in paths] == ['predictions_validation.jsonl']
+  assert os.listdir(tmp_path / 'pred') == ['predictions_validation.jsonl']
+  paths = [str(tmp_path / 'pred' / 'predictions_validation.jsonl')]
   with open(paths[0]) as f:
     recs = [json.loads(l) for l in f]
   assert [r['prediction'] for r in recs] == ['pos', 'neg', 'pos']
@@ -277,7 +278,7 @@ def test_local_regression(tok, make_config, tmp_path):
   config = make_config('local_regression', train_file=fixture('reg_train.jsonl'),
                        eval_file=fixture('reg_eval.csv'),
                        text_fields='sentence1,sentence2', label_field='score')
-  task = registry.make_finetune_task(config, tok, tiny_model(tok))
+  task = registry.make_task(config, tok, tiny_model(tok))
   assert task.regression and task.num_labels == 1 and task.loss_keys == ('mse_loss',)
   assert task.main_metric == 'pearson'
   train = task.train_features()
@@ -287,9 +288,9 @@ def test_local_regression(tok, make_config, tmp_path):
   assert (train['token_type_ids'].max(1) == 1).all()
   out = {'logits': np.array([[3.5], [1.0], [4.0]], np.float32),
          'example_index': np.arange(3, dtype=np.int32)}
-  m = task.metrics('validation', out)
+  m = task.evaluate_split('validation', out, str(tmp_path / 'pred'))
   assert set(m) == {'pearson', 'spearman', 'mse'} and m['spearman'] == pytest.approx(1.0)
-  paths = task.write_predictions('validation', out, str(tmp_path))
+  paths = [str(tmp_path / 'pred' / 'predictions_validation.jsonl')]
   with open(paths[0]) as f:
     rec = json.loads(f.readline())
   assert rec['prediction'] == 3.5 and rec['label'] == 4.0 and 'text_b' in rec
@@ -301,9 +302,9 @@ def test_eval_only_takes_labels_from_checkpoint(tok, make_config, tmp_path):
       {'task': 'local_classification', 'labels': ['pos', 'neg']}))
   config = make_config('local_classification', eval_file=fixture('cls_eval.tsv'))
   config.init_from = str(tmp_path)
-  task = registry.make_finetune_task(config, tok, tiny_model(tok))
+  task = registry.make_task(config, tok, tiny_model(tok))
   assert task.label_names == ('pos', 'neg')
-  assert [e.label for e in task._evals['validation']] == [0, 1, 1]  # pylint: disable=protected-access
+  assert [e.label for e in task.eval_examples['validation']] == [0, 1, 1]  # pylint: disable=protected-access
   assert task.dummy_batch(2)['input_ids'].shape == (2, SEQ)
 
 
@@ -352,7 +353,7 @@ def test_config_errors(tmp_path, make_config, tok):
     local_files.load(str(tmp_path / 'nope.tsv'), '', 'sentence', 'label', False)
   config = make_config('local_classification', eval_file=fixture('cls_eval.tsv'))
   with pytest.raises(ValueError, match='needs config.data.train_file'):
-    registry.make_finetune_task(config, tok, tiny_model(tok))
+    registry.make_task(config, tok, tiny_model(tok))
 
 
 def test_empty_text_warns(tmp_path, caplog):

@@ -13,7 +13,8 @@ import tensorflow_datasets as tfds
 
 from bert_jax.models import BertForPreTraining, config_for_size
 from bert_jax.text import load_tokenizer
-from bert_jax.train import pretrained, trainer
+from bert_jax import pretrained
+from bert_jax.train import trainer
 from configs import finetune
 from tests.tasks import test_qa, test_tagging
 

@@ -176,7 +176,7 @@ def test_answer_text_trims_punctuation_inside_words(tok):
 
 def _local_task(tok, **data):
   config = _config('local_qa', train_file=FIXTURE, eval_file=FIXTURE, **data)
-  return registry.make_finetune_task(config, tok, _model_config(tok))
+  return registry.make_task(config, tok, _model_config(tok))
 
 
 def _gold_logits(task, split):
@@ -197,11 +197,10 @@ def test_gold_logits_give_exact_match_one(tok, tmp_path):
   task = _local_task(tok)
   assert task.version_2 and task.main_metric == 'f1'
   out = _gold_logits(task, 'eval')
-  m = task.metrics('eval', out)
+  m = task.evaluate_split('eval', out, str(tmp_path))
   assert m['exact_match'] == 1.0 and m['f1'] == 1.0
   assert m['HasAns_total'] == 5 and m['NoAns_total'] == 2
-  paths = task.write_predictions('eval', out, str(tmp_path))
-  assert sorted(os.path.basename(p) for p in paths) == [
+  assert sorted(os.listdir(tmp_path)) == [
       'nbest_eval.json', 'null_odds_eval.json', 'predictions_eval.json']
   with open(tmp_path / 'predictions_eval.json') as f:
     preds = json.load(f)
@@ -218,7 +217,7 @@ def test_null_threshold_and_max_context_rule(tok):
   out = _gold_logits(task, 'eval')
   # A threshold far below zero makes every question a no-answer.
   assert set(task.postprocess('eval', out)['predictions'].values()) == {''}
-  m = task.metrics('eval', out)
+  m = task.evaluate_split('eval', out)
   assert m['HasAns_exact'] == 0.0 and m['NoAns_exact'] == 1.0
   # ... and the threshold search finds that spans were right after all.
   assert m['best_exact'] == 1.0
@@ -240,7 +239,7 @@ def test_outputs_must_cover_every_window(tok):
   task = _local_task(tok)
   out = _gold_logits(task, 'eval')
   with pytest.raises(ValueError, match='one row per window'):
-    task.metrics('eval', {k: v[:-1] for k, v in out.items()})
+    task.evaluate_split('eval', {k: v[:-1] for k, v in out.items()})
 
 
 # --- End to end. ---
@@ -283,9 +282,10 @@ def _run(task, tmp_path, steps=4, batch_size=8):
       out = predict(params, {k: v[np.where(real, idx, 0)] for k, v in ev.items()})
       outs.append({k: np.asarray(v)[real] for k, v in out.items()})
     outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    m = task.metrics(split, outputs)
+    m = task.evaluate_split(split, outputs, str(tmp_path))
     assert 0.0 <= m['exact_match'] <= m['f1'] <= 1.0
-    paths = task.write_predictions(split, outputs, str(tmp_path))
+    paths = [str(tmp_path / f'{stem}_{split}.json') for stem in
+             ('predictions', 'nbest', 'null_odds')[:3 if task.version_2 else 2]]
     with open(paths[0]) as f:
       preds = json.load(f)
     assert set(preds) == {e.qid for e in task.eval_examples[split]}
@@ -296,7 +296,7 @@ def _run(task, tmp_path, steps=4, batch_size=8):
 @pytest.mark.parametrize('task_name', ['squad_v1', 'squad_v2'])
 def test_squad_tfds_end_to_end(tok, tmp_path, task_name):
   with _mock_squad(10):
-    task = registry.make_finetune_task(
+    task = registry.make_task(
         _config(task_name, max_eval_examples=6), tok, _model_config(tok))
   assert task.version_2 == (task_name == 'squad_v2')
   assert len(task.train_examples) == 10 and len(task.eval_examples['validation']) == 6
@@ -369,12 +369,12 @@ def test_missing_files_and_bad_lengths(tok, tmp_path):
   with pytest.raises(FileNotFoundError, match='nope.json'):
     squad.read_squad_json(str(tmp_path / 'nope.json'))
   with pytest.raises(ValueError, match='needs config.data.train_file'):
-    registry.make_finetune_task(_config('local_qa'), tok, _model_config(tok))
+    registry.make_task(_config('local_qa'), tok, _model_config(tok))
   with pytest.raises(ValueError, match=r'max_seq_length=64 leaves no room.*'
                      r'max_query_length=64'):
     _local_task(tok, max_query_length=64)
   # Evaluation only: no training data is fine until training asks for it.
-  task = registry.make_finetune_task(
+  task = registry.make_task(
       _config('local_qa', eval_file=FIXTURE), tok, _model_config(tok))
   assert task.dummy_batch(2)['input_ids'].shape == (2, SEQ)
   with pytest.raises(ValueError, match='no training examples'):

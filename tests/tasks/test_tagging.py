@@ -91,13 +91,12 @@ def check_split(task, split, outputs, tmp_path):
   """Metrics and the predictions file of one split are well formed."""
   n = len(task.eval_features()[split]['input_ids'])
   assert outputs['tags'].shape == (n, task.max_seq_length - 2)
-  m = task.metrics(split, outputs)
+  m = task.evaluate_split(split, outputs, str(tmp_path))
   for k in ('precision', 'recall', 'f1', 'token_accuracy'):
     assert 0.0 <= m[k] <= 1.0, (k, m)
   assert any(k.startswith('f1_') for k in m)
-  [path] = task.write_predictions(split, outputs, str(tmp_path))
-  assert os.path.basename(path) == f'predictions_{split}.txt'
-  sents = task._eval[split][2]
+  path = str(tmp_path / f'predictions_{split}.txt')
+  sents = task.eval_examples[split]
   with open(path) as f:
     blocks = f.read().strip('\n').split('\n\n')
   assert len(blocks) == n
@@ -175,7 +174,7 @@ def test_conll2003_tfds_crf_end_to_end(tok, tmp_path):
   assert task.labels == list(conll.CONLL2003_NER_LABELS)
   assert list(task.eval_features()) == ['dev', 'test']
   assert len(task.eval_features()['dev']['input_ids']) == 2  # max_eval_examples
-  assert [list(s.tokens) for s in task._eval['test'][2]] == [
+  assert [list(s.tokens) for s in task.eval_examples['test']] == [
       w for w, _ in SENTS[3:5]]
   _, outputs = train_and_predict(task, lr=0.005)
   for split in ('dev', 'test'):
@@ -217,10 +216,13 @@ def test_cut_off_words_are_predicted_o_and_scored(tok, caplog):
            conll.Sentence(('Peter',), ('B-PER',), ('y',))]
   labels = list(conll.CONLL2003_NER_LABELS)
   with caplog.at_level(logging.WARNING):
-    task = tagging.TaggingTask('local_ner', labels, sents, {'eval': sents}, tok,
-                               model_config(tok), max_seq_length=8)
+    task = tagging.TaggingTask('local_ner', ner_config('local_ner',
+                                                      max_seq_length=8).data,
+                               tok, model_config(tok), sents, {'eval': sents},
+                               labels)
+    f = task.eval_features()['eval']
   assert 'do not fit data.max_seq_length=8' in caplog.text
-  f, kept, _ = task._eval['eval']
+  kept = task._kept['eval']  # pylint: disable=protected-access
   # 6 slots: peter blackburn met werner z ##wing: five words start in them
   # (Zwingmann loses ##mann); 'in' and 'Brussels' are cut.
   assert len(tok.encode_words('Zwingmann')[0]) >= 2
@@ -230,12 +232,12 @@ def test_cut_off_words_are_predicted_o_and_scored(tok, caplog):
   gold = np.zeros((2, 6), np.int32)
   gold[0, :5] = [labels.index(t) for t in tags[:5]]
   gold[1, 0] = labels.index('B-PER')
-  m = task.metrics('eval', {'tags': gold, 'example_index': np.arange(2)})
+  m = task.evaluate_split('eval', {'tags': gold, 'example_index': np.arange(2)})
   assert m['precision'] == 1.0 and m['recall'] == pytest.approx(3 / 4)
   assert m['recall_LOC'] == 0.0 and m['support_LOC'] == 1.0
   assert m['token_accuracy'] == pytest.approx(7 / 8)
   # Outputs for a subset of rows (train.eval_batches) score that subset.
-  m = task.metrics('eval', {'tags': gold[1:], 'example_index': np.array([1])})
+  m = task.evaluate_split('eval', {'tags': gold[1:], 'example_index': np.array([1])})
   assert m['f1'] == 1.0
 
 

@@ -101,7 +101,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   recs = [x for x in _records(tmp_path) if x['split'] == 'train']
   assert all(np.isfinite(x['loss']) for x in recs)
   # Every kept checkpoint precedes the failure: none has a NaN state.
-  from bert_jax.train import pretrained  # pylint: disable=g-import-not-at-top
+  from bert_jax import pretrained  # pylint: disable=g-import-not-at-top
   params = pretrained.load_params(str(tmp_path))
   assert all(np.all(np.isfinite(x)) for x in helpers.flat(params))
   assert steps

@@ -2,6 +2,8 @@
 
 import flax.linen as nn
 import jax
+import types
+
 import ml_collections
 import numpy as np
 import pytest
@@ -22,7 +24,9 @@ def _task(objective='mlm_nsp', **model):
   data = ml_collections.ConfigDict(dict(
       objective=objective, max_seq_length=L, max_predictions_per_seq=4,
       mask_rate=0.15, whole_word_masking=False))
-  return PretrainingTask(mc, data, special_ids=(0, 1, 2, 3, 4), mask_id=4)
+  tok = types.SimpleNamespace(special_ids=(0, 1, 2, 3, 4), mask_id=4,
+                              vocab_size=VOCAB)
+  return PretrainingTask('pretraining', data, tok, mc)
 
 
 def _batch(seed=0):

@@ -1,0 +1,152 @@
+"""The two kinds of evaluation a run may do, chosen once at setup from the
+task's ``eval_kind``:
+
+* ``SumsEvaluator`` ('sums'): exact averages of the training metrics over
+  held-out examples (pretraining).
+* ``PredictionEvaluator`` ('predictions'): whole-split predictions -> the
+  task's metrics and prediction files; keeps the best checkpoint by
+  ``train.best_metric`` (fine-tuning).
+
+Both are called as ``evaluator(step, params, final)`` and return the metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import jax
+import numpy as np
+
+from bert_jax import pretrained
+from bert_jax.train import evaluation
+from bert_jax.train import metrics_writer
+
+PREDICTIONS = 'predictions'
+BEST = 'best'
+
+
+def _report(writer, step: int, split: str, m: dict[str, float]) -> None:
+  writer.write(step, 'eval', {'eval_split': split, **m})
+  metrics_writer.log_line(f'eval step {step} [{split}]: ' + ', '.join(
+      f'{k} {v:.4f}' for k, v in sorted(m.items())))
+
+
+class SumsEvaluator:
+  """Averages of the task's sums over each evaluation split."""
+
+  def __init__(self, ctx: Any):
+    self.ctx = ctx
+    self.enabled = bool(ctx.task.eval_splits())
+
+  def __call__(self, step: int, params: Any, final: bool) -> dict[str, Any]:
+    del final
+    c, out = self.ctx, {}
+    batch = evaluation.eval_batch_size(c.config.train.global_batch_size, c.mesh)
+    for split, feats in c.task.eval_features().items():
+      m = evaluation.sums_over(c.eval_step, params, feats, batch, c.mesh,
+                               c.eval_rng, c.config.train.get('eval_batches', 0))
+      _report(c.writer, step, split, m)
+      # The usual single held-out split reports plain metric names.
+      out.update(m if split == 'eval' else {f'{split}/{k}': v
+                                             for k, v in m.items()})
+    return out
+
+
+def parse_best_metric(spec: str, task: Any) -> list[tuple[str, str]]:
+  """``train.best_metric`` -> [(split, metric)], whose mean picks the best.
+
+  '' = the task's main metric on its first split; otherwise comma-separated
+  ``split:metric`` (or ``metric``, on the first split), e.g.
+  ``validation_matched:accuracy,validation_mismatched:accuracy``.
+  """
+  splits = task.eval_splits()
+  if not splits:
+    return []
+  out = []
+  for part in filter(None, (p.strip() for p in (spec or '').split(','))):
+    split, _, metric = part.rpartition(':')
+    split = split or splits[0]
+    if split not in splits:
+      raise ValueError(f'train.best_metric={spec!r}: no evaluation split '
+                       f'{split!r}; the splits are {list(splits)}.')
+    out.append((split, metric))
+  return out or [(splits[0], task.main_metric)]
+
+
+class PredictionEvaluator:
+  """Whole-split predictions, metrics, prediction files, best checkpoint."""
+
+  def __init__(self, ctx: Any):
+    self.ctx = ctx
+    task, t = ctx.task, ctx.config.train
+    self.enabled = bool(task.eval_splits())
+    self.select = parse_best_metric(t.get('best_metric', ''), task)
+    self.mode = t.get('best_metric_mode', '') or task.main_metric_mode
+    if self.mode not in ('max', 'min'):
+      raise ValueError(f"train.best_metric_mode={self.mode!r}; choose 'max', "
+                       "'min' or '' (the task's).")
+    self.name = ('+'.join(f'{s}:{m}' for s, m in self.select)
+                 if len(self.select) > 1 else task.main_metric
+                 if not t.get('best_metric', '') else self.select[0][1])
+    self.best: float | None = None
+    self.best_step: int | None = None
+
+  def _score(self, by_split: dict[str, dict[str, float]]) -> float | None:
+    values = []
+    for split, metric in self.select:
+      m = by_split.get(split, {})
+      if not m:
+        return None  # No labels (a GLUE test split): nothing to select on.
+      if metric not in m:
+        raise ValueError(f'train.best_metric: split {split!r} has no metric '
+                         f'{metric!r}; it has {sorted(m)}.')
+      values.append(m[metric])
+    return float(np.mean(values)) if values else None
+
+  def __call__(self, step: int, params: Any, final: bool) -> dict[str, Any]:
+    del final
+    c = self.ctx
+    writes = jax.process_index() == 0
+    pred_dir = os.path.join(c.workdir, PREDICTIONS)
+    by_split = {}
+    for split, feats in c.task.eval_features().items():
+      # Whole splits always: F1 or MCC over part of a split is not the metric.
+      out = evaluation.predict_over(c.predict, params, feats,
+                                    c.config.train.global_batch_size, c.mesh)
+      m = c.task.evaluate_split(split, out, pred_dir if writes else None)
+      by_split[split] = {k: float(v) for k, v in m.items()}
+      _report(c.writer, step, split, by_split[split])
+    score = self._score(by_split)
+    better = score is not None and (self.best is None or (
+        score > self.best if self.mode == 'max' else score < self.best))
+    if better:
+      self.best, self.best_step = score, step
+      if not c.config.get('eval_only', False):
+        self._save_best(params)
+    return {'splits': by_split, 'best': {self.name: self.best,
+                                         'step': self.best_step}}
+
+  def _save_best(self, params: Any) -> None:
+    c = self.ctx
+    best_dir = os.path.join(c.workdir, BEST)
+    # Every process takes part in gathering sharded params; process 0 writes.
+    pretrained.save_pretrained(best_dir, evaluation.to_host(params),
+                               c.model_config, c.tokenizer)
+    if jax.process_index() == 0:
+      pretrained.save_task_metadata(best_dir, c.task.metadata())
+      shutil.copytree(os.path.join(c.workdir, PREDICTIONS),
+                      os.path.join(best_dir, PREDICTIONS), dirs_exist_ok=True)
+
+
+EVALUATORS = {'sums': SumsEvaluator, 'predictions': PredictionEvaluator}
+
+
+def make_evaluator(ctx: Any):
+  """The evaluator of the task's ``eval_kind``."""
+  kind = ctx.task.eval_kind
+  if kind not in EVALUATORS:
+    raise ValueError(f'{ctx.task.name}: eval_kind={kind!r}; one of '
+                     f'{tuple(EVALUATORS)}.')
+  return EVALUATORS[kind](ctx)
