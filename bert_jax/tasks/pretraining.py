@@ -30,7 +30,10 @@ class PretrainingTask(Task):
   main_metric = 'mlm_loss'
 
   def __init__(self, model_config: ModelConfig, data_config: Any,
-               special_ids: tuple[int, ...], mask_id: int):
+               special_ids: tuple[int, ...], mask_id: int,
+               tokenizer_vocab_size: int | None = None):
+    """The task; random MLM replacements are drawn below TOKENIZER_VOCAB_SIZE
+    (default: the model's, which may be padded past the tokenizer's)."""
     if data_config.objective not in OBJECTIVES:
       raise ValueError(f'data.objective={data_config.objective!r}; choose one '
                        f'of {OBJECTIVES}.')
@@ -40,6 +43,8 @@ class PretrainingTask(Task):
     self.model = BertForPreTraining(model_config, sentence_head=self.sentence_head)
     self.special_ids = tuple(int(i) for i in special_ids)
     self.mask_id = int(mask_id)
+    self.tokenizer_vocab_size = int(tokenizer_vocab_size
+                                    or model_config.vocab_size)
     self.loss_keys = ('mlm_loss', 'nsp_loss') if self.sentence_head else ('mlm_loss',)
 
   def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
@@ -57,7 +62,7 @@ class PretrainingTask(Task):
         rng, batch['input_ids'], batch['attention_mask'], batch['word_ids'],
         mask_rate=self.data.mask_rate,
         max_predictions=self.data.max_predictions_per_seq,
-        mask_id=self.mask_id, vocab_size=self.config.vocab_size,
+        mask_id=self.mask_id, vocab_size=self.tokenizer_vocab_size,
         special_ids=self.special_ids, whole_word=self.data.whole_word_masking)
     out = dict(batch)
     out['input_ids'] = m['masked_ids_BL']
@@ -171,7 +176,7 @@ def setup(config: Any, workdir: str) -> Setup:
                                                    tuple(tok.special_ids),
                                                    tok.mask_id))
   task = PretrainingTask(model_config, config.data, tuple(tok.special_ids),
-                         tok.mask_id)
+                         tok.mask_id, tokenizer_vocab_size=tok.vocab_size)
   return Setup(task, inputs, model_config, init_params)
 
 
