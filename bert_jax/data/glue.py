@@ -46,12 +46,17 @@ LABEL_NAMES: dict[str, tuple[str, ...] | None] = {
     'wnli': ('not_entailment', 'entailment'),
 }
 
+# The diagnostic set (TFDS ``glue/ax``, test split only, no labels) is an
+# evaluation split of the MNLI task: GLUE scores it with the MNLI model.
+AX_SPLIT = 'ax'
+
 EVAL_SPLITS: dict[str, tuple[str, ...]] = {
     t: ('validation_matched', 'validation_mismatched') if t == 'mnli'
     else ('validation',) for t in TASKS}
+# What a submission needs each task's model to predict.
 TEST_SPLITS: dict[str, tuple[str, ...]] = {
-    t: ('test_matched', 'test_mismatched') if t == 'mnli' else ('test',)
-    for t in TASKS}
+    t: ('test_matched', 'test_mismatched', AX_SPLIT) if t == 'mnli'
+    else ('test',) for t in TASKS}
 
 # Submission file stem of each task (mnli: per split, matched / mismatched).
 _SUBMISSION_NAMES = {
@@ -77,12 +82,29 @@ def _check_task(task: str) -> None:
     raise ValueError(f'Unknown GLUE task {task!r}; choose one of {TASKS}.')
 
 
+def is_ax(split: str) -> bool:
+  """Whether SPLIT is the diagnostic set, possibly sliced ('ax[:10]')."""
+  return split.split('[')[0] == AX_SPLIT
+
+
 def submission_file_name(task: str, split: str) -> str:
   """What GLUE calls the predictions of TASK's SPLIT, e.g. 'MNLI-mm.tsv'."""
   _check_task(task)
   if task == 'mnli':
+    if is_ax(split):
+      return 'AX.tsv'
     return 'MNLI-mm.tsv' if split.endswith('mismatched') else 'MNLI-m.tsv'
   return _SUBMISSION_NAMES[task] + '.tsv'
+
+
+def submission_values(task: str) -> tuple[str, ...] | None:
+  """The prediction spellings GLUE accepts for TASK; None = a score (STS-B)."""
+  _check_task(task)
+  if task == 'stsb':
+    return None
+  if task in _NAMED_PREDICTIONS:
+    return LABEL_NAMES[task]
+  return ('0', '1')
 
 
 def _text(value: Any) -> str:
@@ -98,7 +120,8 @@ def load_examples(task: str, split: str, data_dir: str | None = None,
 
   Args:
     task: A GLUE task name.
-    split: A TFDS split ('train', 'validation_matched', 'train[:10%]', ...).
+    split: A TFDS split ('train', 'validation_matched', 'train[:10%]', ...);
+      for mnli also 'ax' (optionally sliced), the test split of ``glue/ax``.
     data_dir: TFDS data_dir; None or '' = the TFDS default.
     max_examples: >0 keeps only the first N examples (debugging).
 
@@ -108,6 +131,12 @@ def load_examples(task: str, split: str, data_dir: str | None = None,
   _check_task(task)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name = f'glue/{task}'
+  if is_ax(split):
+    if task != 'mnli':
+      raise ValueError(f'Split {split!r} (TFDS glue/ax) is predicted by the '
+                       f'MNLI model only; config.task={task!r}.')
+    # Same fields and classes as MNLI; its only split is 'test'.
+    name, split = 'glue/ax', 'test' + split[len(AX_SPLIT):]
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir or None)
   except Exception as e:  # Any failure: say which dataset, split and dir.
