@@ -73,8 +73,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.train_split = 'train'
   d.max_train_examples = 0              # 0 = all; >0 keeps the first N (debugging).
   d.max_eval_examples = 0
-  # Comma-separated splits to evaluate/predict instead of the validation ones,
-  # e.g. 'test_matched,test_mismatched' for a GLUE submission ('' = validation).
+  # Comma-separated splits to evaluate/predict instead of the validation ones
+  # ('' = validation); the first picks the best checkpoint. For a GLUE
+  # submission add the test splits, e.g. 'validation,test', or for mnli
+  # '...,test_matched,test_mismatched,ax' (ax: TFDS glue/ax); see
+  # docs/finetuning.md.
   d.eval_splits = ''
   # Local files (local_* tasks): TSV/CSV/JSONL for classification/regression,
   # CoNLL for NER, SQuAD JSON for QA.

@@ -56,9 +56,18 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     t: v.text_fields for t, v in _TASKS.items()}
 LABEL_NAMES: dict[str, tuple[str, ...] | None] = {
     t: v.label_names for t, v in _TASKS.items()}
+
+# The diagnostic set (TFDS ``glue/ax``, test split only, no labels) is an
+# evaluation split of the MNLI task: GLUE scores it with the MNLI model.
+AX_SPLIT = 'ax'
+
 EVAL_SPLITS: dict[str, tuple[str, ...]] = {
     t: ('validation_matched', 'validation_mismatched') if t == 'mnli'
     else ('validation',) for t in TASKS}
+# What a submission needs each task's model to predict.
+TEST_SPLITS: dict[str, tuple[str, ...]] = {
+    t: ('test_matched', 'test_mismatched', AX_SPLIT) if t == 'mnli'
+    else ('test',) for t in TASKS}
 
 # The leaderboard reads these tasks' predictions as class names; the rest as
 # 0/1 (whose meaning is the TFDS id: 1 = acceptable, positive, equivalent,
@@ -80,12 +89,36 @@ def _check_task(task: str) -> None:
     raise ValueError(f'Unknown GLUE task {task!r}; choose one of {TASKS}.')
 
 
+def is_ax(split: str) -> bool:
+  """Whether SPLIT is the diagnostic set, possibly sliced ('ax[:10]')."""
+  return split.split('[')[0] == AX_SPLIT
+
+
 def submission_file_name(task: str, split: str) -> str:
   """What GLUE calls the predictions of TASK's SPLIT, e.g. 'MNLI-mm.tsv'."""
   _check_task(task)
   if task == 'mnli':
+    if is_ax(split):
+      return 'AX.tsv'
     return 'MNLI-mm.tsv' if split.endswith('mismatched') else 'MNLI-m.tsv'
   return _TASKS[task].submission_name + '.tsv'
+
+
+def submission_values(task: str) -> tuple[str, ...] | None:
+  """The prediction spellings GLUE accepts for TASK; None = a score (STS-B)."""
+  _check_task(task)
+  if task == 'stsb':
+    return None
+  if task in _NAMED_PREDICTIONS:
+    return LABEL_NAMES[task]
+  return ('0', '1')
+
+
+def _text(value: Any) -> str:
+  # array_record sources give Text features as bytes; mocks give str.
+  if isinstance(value, np.ndarray):
+    value = value.item()
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
 def load_examples(task: str, split: str, data_dir: str | None = None,
@@ -94,7 +127,8 @@ def load_examples(task: str, split: str, data_dir: str | None = None,
 
   Args:
     task: A GLUE task name.
-    split: A TFDS split ('train', 'validation_matched', 'train[:10%]', ...).
+    split: A TFDS split ('train', 'validation_matched', 'train[:10%]', ...);
+      for mnli also 'ax' (optionally sliced), the test split of ``glue/ax``.
     data_dir: TFDS data_dir; None or '' = the TFDS default.
     max_examples: 0 = all; N > 0 keeps only the first N examples.
 
@@ -106,12 +140,18 @@ def load_examples(task: str, split: str, data_dir: str | None = None,
     RuntimeError: If the split cannot be opened (see `tfds_source`).
   """
   _check_task(task)
+  name = f'glue/{task}'
+  if is_ax(split):
+    if task != 'mnli':
+      raise ValueError(f'Split {split!r} (TFDS glue/ax) is predicted by the '
+                       f'MNLI model only; config.task={task!r}.')
+    # Same fields and classes as MNLI; its only split is 'test'.
+    name, split = 'glue/ax', 'test' + split[len(AX_SPLIT):]
   fields = _TASKS[task].text_fields
   regression = _TASKS[task].label_names is None
   text = tfds_source.as_text
   out = []
-  for rec in tfds_source.read_records(f'glue/{task}', split, data_dir,
-                                      max_examples):
+  for rec in tfds_source.read_records(name, split, data_dir, max_examples):
     label = float(rec['label']) if regression else int(rec['label'])
     out.append(Example(text(rec[fields[0]]),
                        text(rec[fields[1]]) if len(fields) > 1 else None,

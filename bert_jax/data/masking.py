@@ -6,10 +6,24 @@ shapes are static: a row gets at most P predictions, and unused prediction
 slots are padding (position 0, label 0, weight 0), which the loss ignores and
 the sparse MLM head gathers harmlessly.
 
-The choice follows the original BERT: `round(n * mask_rate)` predictions for a
-row of n real, non-special tokens (at least 1, at most P), positions uniform
-among those tokens (or whole words, `whole_word=True`), and of them 80% become
-[MASK], 10% a random token, 10% stay as they are.
+The choice follows the original BERT's `create_masked_lm_predictions`: a row
+of n real tokens, [CLS] and [SEP] included, gets `round(n * mask_rate)`
+predictions (at least 1, at most P, and no more than it has candidates),
+positions uniform among its non-special tokens (or whole words,
+`whole_word=True`), and of them 80% become [MASK], 10% a random token, 10%
+stay as they are.
+
+Where it still differs from the original, and why:
+
+* Candidates exclude every special id the caller passes, [UNK] included; the
+  original excludes only [CLS] and [SEP], so it sometimes asks the model to
+  predict [UNK], a target that carries no information about the text.
+* Random replacements are drawn uniformly from the tokenizer's non-special
+  ids; the original draws from the whole vocabulary, specials included. It
+  must be the tokenizer's vocabulary, not the model's: a model's embedding
+  table may be padded (to a multiple of 128, say) with ids no text ever has.
+* Masks are drawn on device at every step (dynamic masking, as RoBERTa), not
+  once per `dupe_factor` copy when the data is written.
 
 Shapes: B = batch, L = sequence length, P = max_predictions.
 """
@@ -18,6 +32,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def mask_tokens(rng: jax.Array,
@@ -41,10 +56,13 @@ def mask_tokens(rng: jax.Array,
     attention_mask_BL: 1 for real tokens, 0 for padding.
     word_ids_BL: Word index per token, unique within a row, -1 for specials
       and padding; only read when `whole_word`.
-    mask_rate: Fraction of a row's real, non-special tokens to predict.
+    mask_rate: Fraction of a row's real tokens (specials included, as the
+      original counts them) to predict.
     max_predictions: P, the most predictions per row (static).
     mask_id: Id of [MASK].
-    vocab_size: Number of ids; random replacements are drawn below it.
+    vocab_size: The tokenizer's vocabulary size: random replacements are
+      drawn below it (special ids excluded). Not the model's, which may be
+      padded with ids no text has.
     special_ids: Ids never chosen for prediction and never drawn as random
       replacements. Must include padding, [CLS], [SEP] and [MASK].
     whole_word: Choose whole words and predict all their tokens. A word that
@@ -74,11 +92,14 @@ def mask_tokens(rng: jax.Array,
   for s in specials:
     is_candidate_BL &= input_ids_BL != s
   num_candidates_B = is_candidate_BL.sum(axis=1)
-  # Python's round() in the original rounds half to even, like jnp.round.
-  budget_B = jnp.clip(
-      jnp.round(num_candidates_B * mask_rate).astype(jnp.int32), 1,
-      max_predictions)
-  budget_B = jnp.minimum(budget_B, num_candidates_B)
+  # The original's budget counts every token of the example, [CLS] and [SEP]
+  # included. A table of Python's round(n * mask_rate) (double precision,
+  # half to even) gives its exact counts: float32 on device would round
+  # 190 * 0.15 up to 29 where the original gets 28.
+  budget_N = np.asarray([min(max_predictions, max(1, round(n * mask_rate)))
+                         for n in range(length + 1)], np.int32)
+  num_tokens_B = attention_mask_BL.astype(bool).sum(axis=1)
+  budget_B = jnp.minimum(jnp.asarray(budget_N)[num_tokens_B], num_candidates_B)
 
   if whole_word:
     chosen_BL = _choose_whole_words(rng_choose, is_candidate_BL, word_ids_BL,

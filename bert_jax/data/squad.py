@@ -310,8 +310,14 @@ def answer_text(features: SquadFeatures, examples: Sequence[SquadExample],
   The span's words give the text first (``'(1990),'``); it is then trimmed
   to the characters the tokens themselves cover (``'1990'``) by finding the
   decoded tokens in it, whitespace and case aside: run_squad.py's
-  ``get_final_text``. When they cannot be found (unknown tokens, a
-  normalising SentencePiece model), the whole words are returned.
+  ``get_final_text``. When they cannot be found (a normalising SentencePiece
+  model), the whole words are returned.
+
+  A span holding an unknown token also gets its whole words, as in
+  run_squad.py, whose ``[UNK]`` never matches the original text. Decoding
+  would drop it instead (``decode`` skips special tokens), so the trimmed
+  answer would lose the unknown word: ``'💩 500'`` would come back as
+  ``'500'``.
   """
   ex_index = int(features.arrays['example_index'][feature])
   spans = features.word_spans[ex_index]
@@ -321,6 +327,8 @@ def answer_text(features: SquadFeatures, examples: Sequence[SquadExample],
   c0, c1 = int(spans[w0][0]), int(spans[w1][1])
   words = context[c0:c1]
   ids = features.arrays['input_ids'][feature, start:end + 1]
+  if np.any(ids == tokenizer.unk_id):
+    return words
   pred, _ = _normalized_chars(tokenizer.decode(ids), tokenizer.do_lower_case)
   orig, index = _normalized_chars(words, tokenizer.do_lower_case)
   at = orig.find(pred) if pred else -1

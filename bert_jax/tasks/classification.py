@@ -154,8 +154,10 @@ class ClassificationTask(FinetuneTask):
     return rows
 
   def _unlabeled(self, split: str) -> bool:
-    # GLUE test labels are hidden (TFDS stores -1): no metrics, only a submission.
-    return self.glue_task is not None and split.startswith('test')
+    # GLUE test labels are hidden (TFDS stores -1): no metrics, only a
+    # submission. The diagnostic set (ax) is a test split too.
+    return self.glue_task is not None and (split.startswith('test')
+                                           or glue.is_ax(split))
 
   def _predictions(self, logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, np.float32)

@@ -45,6 +45,9 @@ class PretrainingTask(Task):
     self.model = BertForPreTraining(model_config, sentence_head=self.sentence_head)
     self.special_ids = tuple(int(i) for i in tokenizer.special_ids)
     self.mask_id = int(tokenizer.mask_id)
+    # Random replacements come from the tokenizer's ids, not the model's
+    # vocabulary (which may be padded past it).
+    self.tokenizer_vocab_size = int(tokenizer.vocab_size)
     self.inputs = inputs
     self.loss_keys = ('mlm_loss', 'nsp_loss') if self.sentence_head else ('mlm_loss',)
 
@@ -72,7 +75,7 @@ class PretrainingTask(Task):
         rng, batch['input_ids'], batch['attention_mask'], batch['word_ids'],
         mask_rate=self.data.mask_rate,
         max_predictions=self.data.max_predictions_per_seq,
-        mask_id=self.mask_id, vocab_size=self.config.vocab_size,
+        mask_id=self.mask_id, vocab_size=self.tokenizer_vocab_size,
         special_ids=self.special_ids, whole_word=self.data.whole_word_masking)
     out = dict(batch)
     out['input_ids'] = m['masked_ids_BL']

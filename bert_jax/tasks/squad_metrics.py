@@ -12,6 +12,11 @@ two deliberate differences:
   predictions, so a question already predicted null can never get its answer
   back at a higher threshold and the "best" threshold it reports is biased
   towards the one used to make the predictions.
+
+The threshold search scores answers exactly as the official
+``find_best_thresh`` does otherwise: below the threshold, a no-answer question
+scores 0 for an empty answer and -1 for any other, even one that normalises to
+nothing (``'the'``, ``','``), which the plain exact match would call right.
 """
 
 from __future__ import annotations
@@ -168,7 +173,13 @@ def evaluate(answers: Mapping[str, Sequence[str]],
     non_null = non_null_predictions or predictions
     nn_exact, nn_f1 = {}, {}
     for qid, golds in answers.items():
-      nn_exact[qid], nn_f1[qid] = score_question(golds, non_null[qid])
+      if has_answer[qid] or not non_null[qid]:
+        nn_exact[qid], nn_f1[qid] = score_question(golds, non_null[qid])
+      else:
+        # find_best_thresh: any non-empty answer to a no-answer question is
+        # wrong, even one that normalises to '' (score_question calls that
+        # right, as the official exact match does).
+        nn_exact[qid] = nn_f1[qid] = 0.0
     odds = {q: float(null_odds[q]) for q in answers}
     out['best_exact'], out['best_exact_thresh'] = best_threshold(
         nn_exact, has_answer, odds)

@@ -5,7 +5,8 @@ The pipeline is the one Hugging Face's BertTokenizer builds: BertNormalizer
 characters), BertPreTokenizer (split on whitespace and punctuation), then
 greedy longest-match WordPiece with `##` continuation pieces. Matching it
 piece for piece is what lets checkpoints converted from Hugging Face see the
-inputs they were trained on.
+inputs they were trained on. One deliberate difference: a word becomes [UNK]
+past 200 characters, the original BERT's limit, not Hugging Face's 100.
 """
 
 from collections.abc import Sequence
@@ -23,8 +24,11 @@ from bert_jax.text import base
 VOCAB_FILE = 'vocab.txt'
 PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
-# BERT's limit: longer words become a single [UNK] rather than many pieces.
-MAX_CHARS_PER_WORD = 100
+# Longer words become a single [UNK] rather than many pieces. 200 is the
+# original BERT's limit (tokenization.py, which Google's checkpoints were
+# trained with); Hugging Face's BertTokenizer uses 100, so words of 101 to
+# 200 characters are pieces here and [UNK] there.
+MAX_CHARS_PER_WORD = 200
 
 
 def renumber_words(word_ids: Sequence[int | None]) -> list[int]:

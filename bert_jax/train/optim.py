@@ -42,6 +42,24 @@ def decay_mask(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(keep, params)
 
 
+def lamb(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
+         eps: float, weight_decay: float, mask: Any
+         ) -> optax.GradientTransformation:
+  """LAMB whose layer-wise trust ratio skips what weight decay skips.
+
+  ``optax.lamb`` scales every parameter's step by its trust ratio. The
+  original LAMB (``exclude_from_layer_adaptation``, which defaults to the
+  weight-decay exclusions) and NVIDIA's (apex ``FusedLAMB`` without
+  ``use_nvlamb``) leave biases and LayerNorm parameters at the plain Adam
+  step: their norms say little about a good step size (a bias starts at 0).
+  """
+  return optax.chain(
+      optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+      optax.add_decayed_weights(weight_decay, mask),
+      optax.masked(optax.scale_by_trust_ratio(), mask),
+      optax.scale_by_learning_rate(learning_rate))
+
+
 def make_optimizer(optim: Any, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Clip by global norm, then AdamW or LAMB with the schedule."""
   if optim.name not in OPTIMIZERS:
@@ -49,7 +67,7 @@ def make_optimizer(optim: Any, total_steps: int) -> tuple[optax.GradientTransfor
   schedule = learning_rate_schedule(optim, total_steps)
   kw = dict(learning_rate=schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
             weight_decay=optim.weight_decay, mask=decay_mask)
-  core = optax.adamw(**kw) if optim.name == 'adamw' else optax.lamb(**kw)
+  core = optax.adamw(**kw) if optim.name == 'adamw' else lamb(**kw)
   chain = [core]
   if optim.grad_clip_norm and optim.grad_clip_norm > 0:
     chain.insert(0, optax.clip_by_global_norm(optim.grad_clip_norm))

@@ -63,7 +63,9 @@ def test_invariants(whole_word):
     assert (pos[row, ~real] == 0).all() and (labels[row, ~real] == 0).all()
     changed = np.flatnonzero(out['masked_ids_BL'][row] != ids[row])
     assert set(changed) <= set(p)
-    budget = min(6, max(1, round(candidates[row].sum() * 0.15)))
+    # As the original: 15% of all real tokens, [CLS] and [SEP] included.
+    budget = min(6, max(1, round(attn[row].sum() * 0.15)),
+                 candidates[row].sum())
     if whole_word:
       assert 0 <= k <= budget
       # Every token of a chosen word is chosen.
@@ -78,8 +80,7 @@ def test_whole_words_fill_the_budget_mostly():
   ids, attn, words = _batch(batch=256, length=64)
   out = _mask(jax.random.key(1), ids, attn, words, max_predictions=10,
               whole_word=True)
-  candidates = ((attn == 1) & ~np.isin(ids, SPECIALS)).sum(1)
-  budget = np.minimum(10, np.maximum(1, np.round(candidates * 0.15)))
+  budget = np.minimum(10, np.maximum(1, np.round(attn.sum(1) * 0.15)))
   assert out['weights_BP'].sum() > 0.7 * budget.sum()
 
 
@@ -89,8 +90,10 @@ def test_count_capped_by_max_predictions():
               max_predictions=5)
   candidates = ((attn == 1) & ~np.isin(ids, SPECIALS)).sum(1)
   assert (candidates > 5).sum() >= 6
-  np.testing.assert_array_equal(out['weights_BP'].sum(1),
-                                np.minimum(5, np.round(candidates * 0.9)))
+  np.testing.assert_array_equal(
+      out['weights_BP'].sum(1),
+      np.minimum.reduce([np.full(8, 5), np.round(attn.sum(1) * 0.9),
+                         candidates]))
   for whole_word in (False, True):
     out = _mask(jax.random.key(0), ids, attn, words, mask_rate=0.9,
                 max_predictions=5, whole_word=whole_word)
@@ -133,6 +136,27 @@ def test_positions_are_uniform_over_candidates():
   counts = np.bincount(out['positions_BP'][real], minlength=12)
   assert counts[0] == 0 and counts[11] == 0  # Never [CLS] or [SEP].
   assert abs(counts[1:11] / 800 - 1).max() < 0.15  # 8000 over 10 positions.
+
+
+def test_budget_counts_every_token_as_the_original():
+  # create_masked_lm_predictions: round(len(tokens) * 0.15) over all tokens,
+  # [CLS] and [SEP] included (which are never candidates themselves).
+  def row(n_real, length):
+    ids = np.zeros((1, length), np.int32)
+    ids[0, 0], ids[0, n_real - 1] = CLS, SEP
+    ids[0, 1:n_real - 1] = 7
+    return ids, (ids != PAD).astype(np.int32), np.zeros_like(ids)
+
+  # 17 tokens, 15 candidates: round(2.55) = 3, not round(2.25) = 2.
+  out = _mask(jax.random.key(0), *row(17, 24), max_predictions=8)
+  assert out['weights_BP'].sum() == 3
+  # Python's round in double precision: round(190 * 0.15) = round(28.5) = 28
+  # (half to even); float32 arithmetic would give 29.
+  out = _mask(jax.random.key(0), *row(190, 192), max_predictions=40)
+  assert out['weights_BP'].sum() == round(190 * 0.15) == 28
+  # Never more predictions than candidates: [CLS] x [SEP] at rate 1.
+  out = _mask(jax.random.key(0), *row(3, 4), max_predictions=4, mask_rate=1.0)
+  assert out['weights_BP'].sum() == 1
 
 
 def test_rng_determinism_and_jit():

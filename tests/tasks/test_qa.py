@@ -21,6 +21,7 @@ from bert_jax.data import squad
 from bert_jax.models import config_for_size
 from bert_jax.tasks import qa
 from bert_jax.tasks import registry
+from bert_jax.tasks import squad_metrics
 from bert_jax.tasks.base import combine
 from configs import finetune
 
@@ -169,6 +170,24 @@ def test_answer_text_trims_punctuation_inside_words(tok):
   s, e = f.arrays['start_positions'][0], f.arrays['end_positions'][0]
   assert f.arrays['input_ids'][0, s] == tok.unk_id
   assert squad.answer_text(f, [ex], 0, s, e, tok) == '\u2603man'
+
+
+def test_unknown_word_at_an_answer_edge_is_kept(tok):
+  # decode() drops [UNK]; run_squad.py keeps it, fails to align it and falls
+  # back to the span's whole words, which are the gold answer here.
+  context = 'The fee was \U0001F4A9 500 per head.'
+  answer = '\U0001F4A9 500'
+  ex = squad.SquadExample('q', 'What fee?', context, (answer,),
+                          (context.index(answer),))
+  f = squad.convert_examples([ex], tok, max_seq_length=SEQ, doc_stride=STRIDE,
+                             max_query_length=QUERY, is_training=True)
+  s, e = f.arrays['start_positions'][0], f.arrays['end_positions'][0]
+  assert f.arrays['input_ids'][0, s] == tok.unk_id and e == s + 1
+  pred = squad.answer_text(f, [ex], 0, s, e, tok)
+  assert pred == answer
+  assert squad_metrics.score_question([answer], pred) == (1.0, 1.0)
+  # [UNK] at the end of a span, too.
+  assert squad.answer_text(f, [ex], 0, s - 1, s, tok) == 'was \U0001F4A9'
 
 
 # --- Postprocessing with hand-made logits. ---

@@ -80,6 +80,26 @@ def test_best_threshold_uses_non_null_answers():
   assert m['best_f1'] == pytest.approx(1.0)
 
 
+def test_best_threshold_counts_empty_normalised_answers_wrong():
+  # The official find_best_thresh scores a no-answer question -1 for any
+  # non-empty prediction below the threshold, even one that normalises to ''.
+  answers = {'n1': [], 'h1': ['Rollo']}
+  odds = {'n1': 0.0, 'h1': 1.0}
+  for junk in ('the', ','):
+    non_null = {'n1': junk, 'h1': 'Rollo'}
+    # The plain score calls it right, as the official compute_exact does.
+    assert sm.score_question([], junk) == (1.0, 1.0)
+    m = sm.evaluate(answers, non_null, version_2=True, null_odds=odds,
+                    non_null_predictions=non_null)
+    # Threshold 1.0 lowers n1 too: (0 + 1) / 2. Below 0, both null: 1 / 2.
+    assert m['best_exact'] == pytest.approx(0.5), junk
+    assert m['best_f1'] == pytest.approx(0.5), junk
+  # An empty non-null answer (no span at all) costs nothing, as there.
+  m = sm.evaluate(answers, {'n1': '', 'h1': 'Rollo'}, version_2=True,
+                  null_odds=odds)
+  assert m['best_exact'] == pytest.approx(1.0)
+
+
 def test_best_threshold_all_null_and_ties():
   has = {'a': False, 'b': True}
   # The answer to b is wrong: predicting null everywhere is best.

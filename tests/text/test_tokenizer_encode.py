@@ -42,6 +42,14 @@ def test_word_ids_wordpiece(wp_tok):
   assert enc.word_ids[-1] == -1
 
 
+def test_wordpiece_long_words_follow_the_original_limit(wp_tok):
+  # The original tokenization.py: [UNK] past 200 characters (not 100).
+  for n in (101, 150, 200):
+    pieces = wp_tok.tokenize('a' * n)
+    assert '[UNK]' not in pieces and ''.join(pieces).replace('##', '') == 'a' * n
+  assert wp_tok.tokenize('x ' + 'a' * 201 + ' y') == ['x', '[UNK]', 'y']
+
+
 def test_word_ids_punctuation_is_a_word(wp_tok):
   ids, words = wp_tok.encode_words('Hello, world!')
   assert [wp_tok.id_to_token(i) for i in ids] == ['hello', ',', 'world', '!']

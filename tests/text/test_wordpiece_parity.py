@@ -1,4 +1,6 @@
-"""Our WordPiece tokenizer gives Hugging Face BertTokenizer's inputs exactly."""
+"""Our WordPiece tokenizer gives Hugging Face BertTokenizer's inputs exactly,
+once the references get the original BERT's 200-character word limit (theirs
+is 100; see bert_jax.text.wordpiece)."""
 
 import pytest
 
@@ -21,6 +23,7 @@ TEXTS = [
     'a [MASK] typed in the text, and [SEP] too',
     'control\x00chars\u200bzero width\ufeff bom',
     'a' * 120 + ' long word',
+    'a' * 200 + ' just fits, ' + 'b' * 201 + ' does not',
 ]
 PAIRS = list(zip(TEXTS, TEXTS[1:] + TEXTS[:1]))
 LONG_A = ('the first text is a fairly long sentence about nothing in '
@@ -31,12 +34,17 @@ LONG_B = 'the second one is shorter but still gets cut.'
 def _references(vocab_file, do_lower_case=True):
   # transformers 5: BertTokenizer is tokenizers-backed (BertTokenizerFast is
   # the same class); BertTokenizerLegacy is the original pure-Python one.
-  return [
+  refs = [
       transformers.BertTokenizer(vocab_file, do_lower_case=do_lower_case),
       transformers.BertTokenizerFast(vocab_file, do_lower_case=do_lower_case),
       tokenization_bert_legacy.BertTokenizerLegacy(
           vocab_file, do_lower_case=do_lower_case),
   ]
+  # The original BERT's word limit, which we follow (Hugging Face has 100).
+  refs[0].backend_tokenizer.model.max_input_chars_per_word = 200
+  refs[1].backend_tokenizer.model.max_input_chars_per_word = 200
+  refs[2].wordpiece_tokenizer.max_input_chars_per_word = 200
+  return refs
 
 
 @pytest.fixture(scope='module', params=[0, 1, 2],
