@@ -64,6 +64,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.mask_rate = 0.15
   d.max_predictions_per_seq = 20
   d.whole_word_masking = False
+  # Several examples per row, each attending only to itself, with its own
+  # positions and [CLS] (bert_jax/data/packing.py): little padding. False =
+  # one example per row, as the original.
+  d.packing = True
+  d.max_examples_per_row = 8            # K: NSP/SOP slots per packed row.
   d.worker_count = 0                    # grain worker processes (0 = in-process).
 
   config.optim = common.optim_group()

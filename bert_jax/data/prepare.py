@@ -29,6 +29,7 @@ import numpy as np
 
 from bert_jax.data import corpora
 from bert_jax.data import objectives
+from bert_jax.data import packing
 from bert_jax.data import pretraining
 from bert_jax.text import load_tokenizer
 
@@ -49,7 +50,8 @@ def prepare(corpus: str | Iterable[Sequence[str]],
             seed: int = 0,
             eval_fraction: float = 0.0,
             max_documents: int | None = None,
-            shard_size: int = 100_000) -> dict[str, Any]:
+            shard_size: int = 100_000,
+            max_examples_per_row: int = 0) -> dict[str, Any]:
   """Corpus -> examples -> shards in `out_dir`.
 
   Args:
@@ -65,6 +67,8 @@ def prepare(corpus: str | Iterable[Sequence[str]],
     eval_fraction: Fraction of documents held out as split `eval` (none if 0).
     max_documents: Read at most this many documents of a spec.
     shard_size: Examples per shard file.
+    max_examples_per_row: Pack up to this many examples into a row
+      (`bert_jax.data.packing`); 0 = one example per row.
 
   Returns:
     The metadata written to `meta.json`.
@@ -93,6 +97,7 @@ def prepare(corpus: str | Iterable[Sequence[str]],
       'dupe_factor': dupe_factor,
       'seed': seed,
       'eval_fraction': eval_fraction,
+      'max_examples_per_row': max_examples_per_row,
       'vocab_size': tokenizer.vocab_size,
       'special_ids': {name: getattr(tokenizer, name + '_id')
                       for name in ('pad', 'unk', 'cls', 'sep', 'mask')},
@@ -106,12 +111,16 @@ def prepare(corpus: str | Iterable[Sequence[str]],
         short_seq_prob=short_seq_prob, dupe_factor=dupes, seed=seed,
         cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
         pad_id=tokenizer.pad_id)
+    n_examples = len(examples['input_ids'])
+    if max_examples_per_row:
+      examples = packing.pack(examples, max_examples_per_row, seed)
     meta['features'] = [{'name': k, 'shape': list(v.shape[1:])}
                         for k, v in examples.items()]
     files = _write_shards(examples, out_dir, split, shard_size)
     meta['splits'][split] = {
         'num_documents': len(docs),
-        'num_examples': len(examples['input_ids']),
+        'num_examples': n_examples,
+        'num_rows': len(examples['input_ids']),
         'padding_fraction': round(pretraining.padding_fraction(examples), 4),
         'files': files,
     }
@@ -251,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument('--eval_fraction', type=float, default=0.0)
   parser.add_argument('--max_documents', type=int, default=None)
   parser.add_argument('--shard_size', type=int, default=100_000)
+  parser.add_argument('--max_examples_per_row', type=int, default=0,
+                      help='Pack up to this many examples into a row '
+                      '(0 = one example per row).')
   args = parser.parse_args(argv)
   tokenizer = load_tokenizer(args.tokenizer)
   meta = prepare(
@@ -258,10 +270,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       objective=args.objective, short_seq_prob=args.short_seq_prob,
       dupe_factor=args.dupe_factor, seed=args.seed,
       eval_fraction=args.eval_fraction, max_documents=args.max_documents,
-      shard_size=args.shard_size)
+      shard_size=args.shard_size,
+      max_examples_per_row=args.max_examples_per_row)
   for split, info in meta['splits'].items():
-    print(f'{split}: {info["num_examples"]} examples from '
-          f'{info["num_documents"]} documents in {len(info["files"])} '
+    print(f'{split}: {info["num_examples"]} examples in {info["num_rows"]} '
+          f'rows from {info["num_documents"]} documents in '
+          f'{len(info["files"])} '
           f'shard(s), {100 * info["padding_fraction"]:.1f}% padding')
   print(f'wrote {args.out}')
   return meta

@@ -18,6 +18,7 @@ from absl import logging
 
 from bert_jax.data import corpora
 from bert_jax.data import objectives
+from bert_jax.data import packing
 from bert_jax.data import prepare
 from bert_jax.data import pretraining as examples_lib
 from bert_jax.text import base as text_base
@@ -31,6 +32,7 @@ class PretrainInputs:
   train: Any            # dict of np arrays [N, ...] or a grain data source
   eval: dict[str, np.ndarray] | None
   stats: dict[str, float]
+  examples_per_row: int = 0  # K of packed rows (data.packing); 0 = unpacked.
 
 
 def _tokenizer(data: Any, workdir: str, train_docs: list[list[str]],
@@ -54,10 +56,18 @@ def _tokenizer(data: Any, workdir: str, train_docs: list[list[str]],
 
 def _examples(docs, tokenizer, data: Any, seed: int, dupe_factor: int):
   token_docs = examples_lib.documents_to_token_docs(docs, tokenizer)
-  return examples_lib.create_examples(
+  examples = examples_lib.create_examples(
       token_docs, max_seq_length=data.max_seq_length, objective=data.objective,
       short_seq_prob=data.short_seq_prob, dupe_factor=dupe_factor, seed=seed,
       cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+  if _packed_k(data):
+    examples = packing.pack(examples, _packed_k(data), seed)
+  return examples
+
+
+def _packed_k(data: Any) -> int:
+  """Examples per packed row; 0 = one example per row (data.packing=False)."""
+  return int(data.max_examples_per_row) if data.get('packing', False) else 0
 
 
 def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
@@ -80,15 +90,21 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
         raise ValueError(
             f'data.{field}={data[field]!r} but {data.prepared_dir} was prepared '
             f'with {meta[field]!r}.')
+    k = int(meta.get('max_examples_per_row', 0))
+    if bool(k) != bool(_packed_k(data)):
+      logging.warning('data.packing=%s, but %s was prepared with '
+                      'max_examples_per_row=%d: its rows are read as prepared.',
+                      data.get('packing', False), data.prepared_dir, k)
     # Train examples stay on disk (grain reads them); eval is small: in memory.
     train = prepare.PreparedSource(data.prepared_dir, 'train')
     ev = (prepare.load_prepared(data.prepared_dir, 'eval')
           if 'eval' in meta['splits'] else None)
-    stats = {'train_examples': len(train),
-             'eval_examples': 0 if ev is None else len(ev['input_ids']),
+    stats = {'train_examples': meta['splits']['train']['num_examples'],
+             'train_rows': len(train),
+             'eval_examples': 0 if ev is None else _count(ev),
              'padding_fraction': meta['splits']['train']['padding_fraction'],
              'prepare_seconds': time.perf_counter() - t0}
-    return PretrainInputs(tok, train, ev, stats)
+    return PretrainInputs(tok, train, ev, stats, k)
   docs = list(corpora.load_corpus(data.corpus, data.max_documents or None))
   train_docs, eval_docs = corpora.split_documents(docs, data.eval_fraction, seed)
   if not train_docs:
@@ -101,9 +117,16 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
                     'evaluation during pretraining.', data.eval_fraction)
   stats = {
       'documents': len(docs), 'eval_documents': len(eval_docs),
-      'train_examples': len(train['input_ids']),
-      'eval_examples': 0 if ev is None else len(ev['input_ids']),
+      'train_examples': _count(train), 'train_rows': len(train['input_ids']),
+      'eval_examples': 0 if ev is None else _count(ev),
       'padding_fraction': examples_lib.padding_fraction(train),
       'prepare_seconds': time.perf_counter() - t0,
   }
-  return PretrainInputs(tok, train, ev, stats)
+  return PretrainInputs(tok, train, ev, stats, _packed_k(data))
+
+
+def _count(examples: dict[str, np.ndarray]) -> int:
+  """Examples (not rows: a packed row holds several)."""
+  if 'cls_weight' in examples:
+    return int(examples['cls_weight'].sum())
+  return len(examples['input_ids'])

@@ -147,8 +147,9 @@ def create_examples(token_docs: Sequence[Sequence[Sentence]],
 
 
 def padding_fraction(examples: dict[str, np.ndarray]) -> float:
-  """Fraction of all positions that are padding."""
-  return float(1.0 - np.mean(examples['attention_mask']))
+  """Fraction of all positions that are padding (attention_mask 0; packed
+  rows number their examples 1..K there)."""
+  return float(1.0 - np.mean(examples['attention_mask'] > 0))
 
 
 # Tokens of a segment under construction: parallel lists of ids and of word

@@ -75,18 +75,23 @@ class BiLSTM(nn.Module):
 
 
 class Pooler(nn.Module):
-  """Dense + tanh on the first ([CLS]) token."""
+  """Dense + tanh on the [CLS] token: the first one, or, in packed rows, the
+  [CLS] of each example (``positions_BK`` -> [B, K, D])."""
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BLD: Array) -> Array:
+  def __call__(self, x_BLD: Array, positions_BK: Array | None = None) -> Array:
     c = self.config
+    if positions_BK is None:
+      x_BD = x_BLD[:, 0]
+    else:
+      x_BD = jnp.take_along_axis(x_BLD, positions_BK[..., None], axis=1)
     x_BD = nn.Dense(c.hidden_size, use_bias=c.use_bias,
                     dtype=layers.dtype_of(c.dtype),
                     param_dtype=layers.dtype_of(c.param_dtype),
                     kernel_init=layers.kernel_init(c, ('embed', 'embed_out')),
                     bias_init=layers.zeros_init(('embed_out',)),
-                    name='dense')(x_BLD[:, 0])
+                    name='dense')(x_BD)
     return jnp.tanh(x_BD)
 
 
@@ -108,7 +113,8 @@ class BertEncoder(nn.Module):
   def __call__(self, input_ids_BL: Array, token_type_ids_BL: Array | None = None,
                attention_mask_BL: Array | None = None,
                position_ids_BL: Array | None = None,
-               deterministic: bool = True) -> dict[str, Any]:
+               deterministic: bool = True,
+               cls_positions_BK: Array | None = None) -> dict[str, Any]:
     c = self.config
     if token_type_ids_BL is None:
       token_type_ids_BL = jnp.zeros_like(input_ids_BL)
@@ -137,7 +143,7 @@ class BertEncoder(nn.Module):
       x_BLD = layers.Norm(c, name='final_norm')(x_BLD)
     out = {'last_hidden_state': x_BLD}
     if self.add_pooler:
-      out['pooler_output'] = Pooler(c, name='pooler')(x_BLD)
+      out['pooler_output'] = Pooler(c, name='pooler')(x_BLD, cls_positions_BK)
     if c.bilstm_layers:
       out['sequence_output'] = BiLSTM(c, name='bilstm')(x_BLD, attention_mask_BL)
     else:

@@ -92,9 +92,11 @@ class TokenHead(nn.Module):
 
 
 def _encode(module: nn.Module, batch: dict[str, Array], deterministic: bool):
+  # cls_positions: packed pretraining rows (bert_jax.data.packing).
   return module.bert(batch['input_ids'], batch.get('token_type_ids'),
                      batch.get('attention_mask'), batch.get('position_ids'),
-                     deterministic=deterministic)
+                     deterministic=deterministic,
+                     cls_positions_BK=batch.get('cls_positions'))
 
 
 class BertForPreTraining(nn.Module):
@@ -111,7 +113,9 @@ class BertForPreTraining(nn.Module):
       self.nsp = PooledHead(self.config, 2, dropout=False)
 
   def __call__(self, batch: dict[str, Array], deterministic: bool = True):
-    """batch: input_ids, token_type_ids, attention_mask [B,L]; masked_positions [B,P]."""
+    """batch: input_ids, token_type_ids, attention_mask [B,L]; masked_positions
+    [B,P]; in packed rows also position_ids [B,L] and cls_positions [B,K], and
+    then nsp_logits are [B,K,2] (else [B,2])."""
     enc = _encode(self, batch, deterministic)
     embed = _WordEmbeddingView(self.bert) if self.config.tie_word_embeddings else None
     out = {'mlm_logits': self.mlm(enc['sequence_output'],

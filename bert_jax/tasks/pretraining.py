@@ -49,16 +49,23 @@ class PretrainingTask(Task):
     # vocabulary (which may be padded past it).
     self.tokenizer_vocab_size = int(tokenizer.vocab_size)
     self.inputs = inputs
+    # Examples per row: K of packed rows (bert_jax.data.packing), 0 = one.
+    self.examples_per_row = int(getattr(inputs, 'examples_per_row', 0) or 0)
     self.loss_keys = ('mlm_loss', 'nsp_loss') if self.sentence_head else ('mlm_loss',)
 
   def feature_spec(self):
     L, P = self.data.max_seq_length, self.data.max_predictions_per_seq
-    return {**{k: ((L,), np.int32) for k in (
+    spec = {**{k: ((L,), np.int32) for k in (
         'input_ids', 'token_type_ids', 'attention_mask', 'word_ids')},
-            'nsp_label': ((), np.int32),
             'masked_positions': ((P,), np.int32),
             'masked_labels': ((P,), np.int32),
             'masked_weights': ((P,), np.float32)}
+    k = self.examples_per_row
+    if not k:
+      return {**spec, 'nsp_label': ((), np.int32)}
+    return {**spec, 'position_ids': ((L,), np.int32),
+            'nsp_label': ((k,), np.int32), 'cls_positions': ((k,), np.int32),
+            'cls_weight': ((k,), np.int32)}
 
   def train_features(self):
     if self.inputs is None:
@@ -88,7 +95,7 @@ class PretrainingTask(Task):
     n_mlm = jnp.sum(batch['masked_weights'].astype(jnp.float32))
     norms = {'mlm_loss': n_mlm, 'mlm_accuracy': n_mlm}
     if self.sentence_head:
-      n = jnp.sum(_real_rows(batch))
+      n = jnp.sum(_sentence_weights(batch))
       norms.update(nsp_loss=n, nsp_accuracy=n)
     return norms
 
@@ -99,7 +106,7 @@ class PretrainingTask(Task):
     sums = {'mlm_loss': mlm, 'mlm_accuracy': mlm_hits}
     if self.sentence_head:
       nsp, nsp_hits = losses.xent_and_accuracy(
-          out['nsp_logits'], batch['nsp_label'], _real_rows(batch))
+          out['nsp_logits'], batch['nsp_label'], _sentence_weights(batch))
       sums.update(nsp_loss=nsp, nsp_accuracy=nsp_hits)
     return sums
 
@@ -107,8 +114,11 @@ class PretrainingTask(Task):
     return {'task': self.name, 'objective': self.objective.name}
 
 
-def _real_rows(batch) -> jax.Array:
-  # Rows with no attended token are evaluation padding: weight 0.
+def _sentence_weights(batch) -> jax.Array:
+  """Weight of each NSP/SOP label: [B, K] in packed rows (1 = an example),
+  else [B], 0 for evaluation padding rows (no attended token)."""
+  if 'cls_weight' in batch:
+    return batch['cls_weight'].astype(jnp.float32)
   return (jnp.sum(batch['attention_mask'], -1) > 0).astype(jnp.float32)
 
 

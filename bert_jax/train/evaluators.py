@@ -87,9 +87,8 @@ class PredictionEvaluator:
     if self.mode not in ('max', 'min'):
       raise ValueError(f"train.best_metric_mode={self.mode!r}; choose 'max', "
                        "'min' or '' (the task's).")
-    self.name = ('+'.join(f'{s}:{m}' for s, m in self.select)
-                 if len(self.select) > 1 else task.main_metric
-                 if not t.get('best_metric', '') else self.select[0][1])
+    # The key of the best score in eval_results.json.
+    self.name = t.get('best_metric', '') or task.main_metric
     self.best: float | None = None
     self.best_step: int | None = None
 

@@ -174,3 +174,23 @@ def test_random_init_warns_and_needs_a_tokenizer(tmp_path, caplog):
   with caplog.at_level('WARNING'):
     trainer.run(config, str(tmp_path / 'b'))
   assert 'RANDOM INIT' in caplog.text
+
+
+def test_best_metric_mean_of_mnli_halves(tiny_ckpt, tmp_path):
+  config = _config('mnli', tiny_ckpt)
+  config.train.best_metric = ('validation_matched:accuracy,'
+                              'validation_mismatched:accuracy')
+  with tfds.testing.mock_data(num_examples=16,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    out = trainer.run(config, str(tmp_path))
+  splits = out['eval']['splits']
+  best = out['eval']['best']
+  assert best['step'] == 2
+  assert best[config.train.best_metric] == pytest.approx(np.mean(
+      [splits['validation_matched']['accuracy'],
+       splits['validation_mismatched']['accuracy']]))
+  config.train.best_metric = 'validation:accuracy'  # MNLI has no 'validation'.
+  with pytest.raises(ValueError, match="no evaluation split 'validation'"):
+    with tfds.testing.mock_data(num_examples=16,
+                                policy=tfds.testing.MockPolicy.USE_CODE):
+      trainer.run(config, str(tmp_path / 'bad'))
