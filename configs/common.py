@@ -57,6 +57,21 @@ def ckpt_group() -> ml_collections.ConfigDict:
   })
 
 
+def failure_fields() -> dict[str, object]:
+  """``config.train`` fields for when things go wrong (docs/reliability.md)."""
+  return {
+      # On a non-finite loss: 'stop' the run, naming the step and the last good
+      # checkpoint, or 'skip' that update (params and optimizer state kept;
+      # counted as skipped_steps / skipped_total in metrics.jsonl).
+      'nan_policy': 'stop',
+      'nan_max_skips': 10,   # With 'skip': stop after this many skips in a row.
+      # Take WORKDIR/run.lock even if another run holds it (e.g. a run on
+      # another host that died, which this host cannot check). Only when you
+      # know that run is gone: two runs in one workdir corrupt it.
+      'force_lock': False,
+  }
+
+
 def optim_group(**overrides) -> ml_collections.ConfigDict:
   d = {
       'name': 'adamw',          # adamw | lamb

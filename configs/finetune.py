@@ -99,6 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.log_every_steps = 50
   t.eval_every_steps = 0                # 0 = once per epoch (and at the end).
   t.stop_after_steps = 0
+  t.update(common.failure_fields())     # nan_policy, nan_max_skips, force_lock.
   # The best checkpoint (WORKDIR/best) maximises the mean of these
   # 'split:metric' entries, e.g. 'validation_matched:accuracy,
   # validation_mismatched:accuracy' for MNLI; '' = the task's main metric on

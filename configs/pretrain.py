@@ -82,6 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.eval_every_steps = 10_000
   t.eval_batches = 50                   # 0 = the whole held-out set.
   t.stop_after_steps = 0                # Stop early (still resumable); 0 = run to num_steps.
+  t.update(common.failure_fields())     # nan_policy, nan_max_skips, force_lock.
 
   config.mesh = common.mesh_group()
   config.logical_axis_rules = ()        # () = bert_jax.train.sharding.DEFAULT_RULES.

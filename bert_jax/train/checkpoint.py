@@ -4,46 +4,201 @@
 TrainState, StandardSave), ``metadata`` (JSON: step, config, best metric) and
 ``data`` (the grain iterator's position, one file per process). The RNG needs
 no saving: every step's key is ``fold_in(key(seed), step)``.
+
+What can go wrong on disk, and what this module does about it
+(docs/reliability.md):
+
+- A step is *good* when it is committed and readable: orbax 0.12.8 writes
+  ``commit_success.txt`` into ``<step>.orbax-checkpoint-tmp`` and then renames
+  it to ``<step>``; ``step_problem`` checks that marker (of the step and of
+  each item) and parses the small JSON files. ``restore_latest`` tries the
+  newest step and falls back to older ones, moving each broken one aside to
+  ``WORKDIR/checkpoints.broken/`` (a later save of that step would collide
+  with it) with a warning naming it.
+- Retention is done here, not by orbax (``max_to_keep=None``): orbax deletes
+  old steps in a save's finalize even when that save failed (it only logs the
+  error), and counts broken steps among those it keeps. Here old steps go
+  only after the new one is verified, and only good steps count, so the
+  newest good checkpoint is never deleted.
+- A failed write (disk full, quota, read-only, file size limit) raises
+  ``CheckpointWriteError`` naming the directory and the good steps left; the
+  partial temporary directory is removed to give the space back.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import re
+import shutil
 from typing import Any
 
+from absl import logging
+from etils import epath
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 
 from bert_jax.data import loader as loader_lib
 
+COMMIT_MARKER = 'commit_success.txt'   # Written by orbax just before the rename.
+BROKEN_DIR = 'checkpoints.broken'      # Where broken steps are moved, beside checkpoints/.
+_TMP_SUFFIX = '.orbax-checkpoint-tmp'
+# Small files that must parse as JSON in a good step (the arrays are checked
+# by restoring them).
+_JSON_FILES = ('_CHECKPOINT_METADATA', 'metadata/metadata', 'state/_METADATA')
+_WRITE_ERRNOS = {
+    errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded',
+    errno.EROFS: 'the file system is read-only', errno.EACCES: 'permission denied',
+    errno.EFBIG: 'a file size limit was hit', errno.EIO: 'an I/O error'}
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written; the earlier good ones are intact."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A good checkpoint that does not fit this run's state (another config)."""
+
+
+def step_problem(step_dir: str) -> str | None:
+  """Why STEP_DIR is not a committed checkpoint; None if it looks good.
+
+  Cheap checks only: markers and the small JSON files. A truncated array file
+  passes them and fails at restore, where ``restore_latest`` falls back too.
+  """
+  if not os.path.isdir(step_dir):
+    return 'it is missing'
+  for item in ('', 'state', 'metadata'):
+    if not os.path.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
+      where = f'{item}/' if item else ''
+      return (f'{where}{COMMIT_MARKER} (the commit marker) is missing: the '
+              'save did not finish')
+  for name in _JSON_FILES:
+    try:
+      with open(os.path.join(step_dir, name), 'rb') as f:
+        json.load(f)
+    except (OSError, ValueError) as e:
+      return f'{name} is unreadable ({type(e).__name__}: {e})'
+  return None
+
+
+def _all_processes(ok: bool) -> bool:
+  """Whether OK holds on every process (a collective with several)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
+
+
+def _leaf_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  # Paths as plain names: a TrainState attribute, a dict key and a namedtuple
+  # field saved by orbax all become the same string.
+  def name(k):
+    for attr in ('name', 'key', 'idx'):
+      if hasattr(k, attr):
+        return str(getattr(k, attr))
+    return str(k)
+  flat = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype'))[0]
+  return {'/'.join(name(k) for k in p): (tuple(x.shape), str(np.dtype(x.dtype)))
+          for p, x in flat}
+
 
 class Checkpointer:
-  """A thin wrapper over ``ocp.CheckpointManager`` for train states."""
+  """A wrapper over ``ocp.CheckpointManager`` for train states."""
 
   def __init__(self, workdir: str, *, every_steps: int, keep: int,
                async_save: bool = True):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    if keep < 1:
+      raise ValueError(f'ckpt.keep={keep} must be >= 1: the newest good '
+                       'checkpoint is always kept.')
+    workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(workdir, 'checkpoints')
+    self.broken_directory = os.path.join(workdir, BROKEN_DIR)
+    self.every_steps, self.keep, self.async_save = every_steps, keep, async_save
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, save_interval_steps=1,
-        enable_async_checkpointing=async_save, create=True)
-    self.every_steps = every_steps
+        max_to_keep=None,  # Retention is ours: see the module docstring.
+        save_interval_steps=1, enable_async_checkpointing=async_save,
+        create=True,
+        # Leftovers of a killed save. Safe: run.lock keeps other runs out.
+        cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_names=('state', 'metadata', 'data'))
+    self._pending: int | None = None  # Step written in the background.
+
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def good_steps(self) -> list[int]:
+    """Committed steps on disk, oldest first (reads the directory)."""
+    if not os.path.isdir(self.directory):
+      return []
+    steps = sorted(int(d) for d in os.listdir(self.directory) if d.isdigit())
+    return [s for s in steps if step_problem(self.step_dir(s)) is None]
 
   def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    good = self.good_steps()
+    return good[-1] if good else None
 
   def should_save(self, step: int, last_step: int) -> bool:
     return step == last_step or (self.every_steps > 0 and step % self.every_steps == 0)
 
   def save(self, step: int, state: Any, metadata: dict[str, Any],
            data_iterator: Any | None) -> None:
+    """Starts saving STEP (in the background with async saves).
+
+    Raises:
+      CheckpointWriteError: this save or the previous one could not be written.
+    """
+    self._settle()
     items = dict(state=ocp.args.StandardSave(state),
                  metadata=ocp.args.JsonSave(metadata))
     if data_iterator is not None:
       items['data'] = loader_lib.checkpoint_args(data_iterator)
-    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    self._pending = step
+    try:
+      self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failed(step, e)
+    if not self.async_save:
+      self._settle()
+
+  def _settle(self) -> None:
+    """Waits for the save in flight, verifies it, then prunes old steps."""
+    if self._pending is None:
+      return
+    step = self._pending
+    try:
+      self.manager.wait_until_finished()
+      self.manager.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failed(step, e)
+    problem = step_problem(self.step_dir(step))
+    if problem is not None:  # Orbax logged the error and went on.
+      self._write_failed(step, RuntimeError(problem))
+    self._pending = None
+    if jax.process_index() == 0:
+      # Only good steps count: the K newest stay, the newest among them too.
+      for old in self.good_steps()[:-self.keep]:
+        shutil.rmtree(self.step_dir(old), ignore_errors=True)
+    self.manager.reload()
+
+  def _write_failed(self, step: int, error: BaseException) -> None:
+    self._pending = None
+    if jax.process_index() == 0:  # Give the space back.
+      for name in os.listdir(self.directory):
+        if name.startswith(f'{step}{_TMP_SUFFIX}'):
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    self.manager.reload()
+    good = self.good_steps()
+    raise CheckpointWriteError(
+        f'Could not write checkpoint step {step} to {self.step_dir(step)}: '
+        f'{_why(error)}. The good checkpoints already there are intact '
+        f'(steps {good or "none"}); free space or fix the directory, then '
+        'relaunch to resume from the newest.') from error
 
   def restore(self, step: int, abstract_state: Any, shardings: Any,
               data_iterator: Any | None) -> tuple[Any, dict[str, Any]]:
@@ -51,16 +206,106 @@ class Checkpointer:
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state, shardings)
-    items = dict(state=ocp.args.StandardRestore(target),
-                 metadata=ocp.args.JsonRestore())
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
     if data_iterator is not None:
-      items['data'] = loader_lib.checkpoint_args(data_iterator, restore=True)
-    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+      # Apart and last: a failed state restore leaves the iterator untouched.
+      self.manager.restore(step, args=ocp.args.Composite(
+          data=loader_lib.checkpoint_args(data_iterator, restore=True)))
     return restored['state'], restored['metadata']
 
+  def restore_latest(self, abstract_state: Any, shardings: Any,
+                     data_iterator: Any | None
+                     ) -> tuple[int, Any, dict[str, Any]] | None:
+    """(step, state, metadata) of the newest good checkpoint; None if none.
+
+    A broken step (no commit marker, unreadable, failing to restore) is moved
+    to ``checkpoints.broken/`` with a warning, and the next older one is
+    tried.
+
+    Raises:
+      CheckpointMismatchError: a readable checkpoint has other leaves or
+        shapes than ABSTRACT_STATE (the config changed): nothing is moved.
+    """
+    if not os.path.isdir(self.directory):
+      return None
+    steps = sorted((int(d) for d in os.listdir(self.directory) if d.isdigit()),
+                   reverse=True)
+    for step in steps:
+      problem = step_problem(self.step_dir(step))
+      if problem is None:
+        problem = self._check_fits(step, abstract_state)
+      if problem is None:
+        try:
+          state, metadata = self.restore(step, abstract_state, shardings,
+                                         data_iterator)
+        except Exception as e:  # pylint: disable=broad-except
+          problem = f'restoring it failed ({_short(e)})'
+      if _all_processes(problem is None):
+        return step, state, metadata
+      self._move_aside(step, problem or 'restoring it failed on another process')
+    return None
+
+  def _check_fits(self, step: int, abstract_state: Any) -> str | None:
+    handler = ocp.StandardCheckpointHandler()
+    try:
+      saved = _leaf_shapes(
+          handler.metadata(epath.Path(self.step_dir(step)) / 'state').tree)
+    except Exception as e:  # pylint: disable=broad-except
+      return f'its array metadata is unreadable ({_short(e)})'
+    finally:
+      handler.close()
+    wanted = _leaf_shapes(abstract_state)
+    if saved != wanted:
+      diff = sorted(set(saved.items()) ^ set(wanted.items()))[:4]
+      raise CheckpointMismatchError(
+          f'Checkpoint {self.step_dir(step)} does not fit this run\'s state '
+          f'(a different model or optimizer config?); first differences '
+          f'(path, (shape, dtype)): {diff}. Resume with the config that wrote '
+          'it, or use another --workdir (init_from loads weights only).')
+    return None
+
+  def _move_aside(self, step: int, problem: str) -> None:
+    src = self.step_dir(step)
+    dst = os.path.join(self.broken_directory, str(step))
+    n = 1
+    while os.path.exists(dst):
+      dst, n = os.path.join(self.broken_directory, f'{step}.{n}'), n + 1
+    if jax.process_index() == 0:
+      os.makedirs(self.broken_directory, exist_ok=True)
+      os.rename(src, dst)
+      logging.warning(
+          'Skipping broken checkpoint %s: %s. Moved it to %s (delete it once '
+          'you have looked); trying an older step.', src, problem, dst)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f'bert_jax:moved_aside_{step}')
+    self.manager.reload()
+
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    self._settle()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self._settle()
+    finally:
+      self.manager.close()
+
+
+def _why(error: BaseException) -> str:
+  """A short cause for a failed write: the OS error if one can be found."""
+  seen = error
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
+      return f'{_WRITE_ERRNOS[seen.errno]} ({seen})'
+    # tensorstore reports OS errors inside a ValueError's text.
+    m = re.search(r"os_error_code='?(\d+)", str(seen))
+    if m and int(m.group(1)) in _WRITE_ERRNOS:
+      return f'{_WRITE_ERRNOS[int(m.group(1))]} ({_short(seen)})'
+    seen = seen.__cause__ or seen.__context__
+  return _short(error)
+
+
+def _short(error: BaseException) -> str:
+  # tensorstore appends its whole JSON spec to every message.
+  text = str(error).split(' [tensorstore_spec=')[0]
+  return f'{type(error).__name__}: {text[:400]}'

@@ -99,10 +99,16 @@ def _split_micro(batch: dict[str, Array], k: int) -> dict[str, Array]:
 
 
 def make_train_step(task: Task, tx: optax.GradientTransformation,
-                    schedule: Callable[[Array], Array], grad_accum_steps: int
+                    schedule: Callable[[Array], Array], grad_accum_steps: int,
+                    skip_nonfinite: bool = False
                     ) -> Callable[[TrainState, dict[str, Array], Array],
                                   tuple[TrainState, dict[str, Array]]]:
-  """train_step(state, batch, base_rng) -> (state, metrics)."""
+  """train_step(state, batch, base_rng) -> (state, metrics).
+
+  With SKIP_NONFINITE (``train.nan_policy=skip``) a step whose update is not
+  finite keeps the old params and optimizer state and reports
+  ``metrics['skipped'] = 1``; the step counter still advances.
+  """
 
   def micro_loss(params, micro, rng, norms):
     sums = task.sums(params, micro, rng, True)
@@ -143,9 +149,26 @@ def make_train_step(task: Task, tx: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params,
                               opt_state=opt_state)
+    if skip_nonfinite:
+      new_state, metrics['skipped'] = _drop_if_nonfinite(state, new_state,
+                                                         metrics)
     return new_state, metrics
 
   return train_step
+
+
+def _drop_if_nonfinite(old: TrainState, new: TrainState,
+                       metrics: dict[str, Array]) -> tuple[TrainState, Array]:
+  # The new params are checked too: a finite but huge update can overflow.
+  ok = jnp.isfinite(metrics['loss']) & jnp.isfinite(metrics['grad_norm'])
+  ok &= jax.tree.reduce(jnp.logical_and, jax.tree.map(
+      lambda x: jnp.all(jnp.isfinite(x)), new.params), jnp.bool_(True))
+  keep = lambda n, o: jnp.where(ok, n, o)
+  # The optimizer state too: its step count (schedule, Adam's bias
+  # correction) does not move for a dropped update, as optax.apply_if_finite.
+  return new.replace(params=jax.tree.map(keep, new.params, old.params),
+                     opt_state=jax.tree.map(keep, new.opt_state, old.opt_state)
+                     ), (~ok).astype(jnp.float32)
 
 
 def make_eval_step(task: Task) -> Callable[..., tuple[dict, dict]]:
@@ -159,11 +182,12 @@ def make_eval_step(task: Task) -> Callable[..., tuple[dict, dict]]:
 
 
 def jit_steps(task: Task, tx, schedule, mesh, rules, state_sh,
-              grad_accum_steps: int = 1):
+              grad_accum_steps: int = 1, skip_nonfinite: bool = False):
   """The jitted (train_step, eval_step) with explicit shardings."""
   batch_sh = sharding.batch_sharding(mesh)
   repl = sharding.replicated(mesh)
-  train = jax.jit(make_train_step(task, tx, schedule, grad_accum_steps),
+  train = jax.jit(make_train_step(task, tx, schedule, grad_accum_steps,
+                                  skip_nonfinite),
                   in_shardings=(state_sh, batch_sh, repl),
                   out_shardings=(state_sh, repl), donate_argnums=0)
   evaluate = jax.jit(make_eval_step(task),

@@ -1,17 +1,17 @@
 """The training loop, shared by pretraining and fine-tuning.
 
-``run(config, workdir)``: validate -> ``setup.build`` (tokenizer, model
-config, task, initial params) -> ``build_run`` (mesh, sharded state, jitted
-steps, loader, checkpointer, evaluator; resumed from the latest checkpoint
-with its data position) -> ``train_loop``. Metrics are read one step late so
-the host never waits on the device except at log, eval and save steps.
+``run(config, workdir)``: validate -> take ``WORKDIR/run.lock`` ->
+``setup.build`` (tokenizer, model config, task, initial params) ->
+``build_run`` (mesh, sharded state, jitted steps, loader, checkpointer,
+evaluator; resumed from the newest good checkpoint with its data position) ->
+``train_loop``. Metrics are read one step late so the host never waits on
+the device except at log, eval and save steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from typing import Any
@@ -25,10 +25,12 @@ from bert_jax.tasks import registry
 from bert_jax.train import checkpoint as ckpt_lib
 from bert_jax.train import evaluators
 from bert_jax.train import metrics_writer
+from bert_jax.train import nan_guard
 from bert_jax.train import optim as optim_lib
 from bert_jax.train import setup as setup_lib
 from bert_jax.train import sharding
 from bert_jax.train import step as step_lib
+from bert_jax.train import workdir_lock
 from bert_jax.train.preemption import Preempted
 
 
@@ -56,6 +58,7 @@ def validate(config: Any, num_devices: int | None = None) -> None:
   if 'num_epochs' not in t and t.num_steps < 1:
     raise ValueError(f'train.num_steps must be >= 1, got {t.num_steps}.')
   optim_lib.make_optimizer(config.optim, max(t.num_steps, 1))  # checks choices
+  nan_guard.check_config(t)
 
 
 @dataclasses.dataclass
@@ -88,6 +91,12 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
   validate(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  # Before anything is written: one run per workdir (docs/reliability.md).
+  with workdir_lock.hold(workdir, force=config.train.get('force_lock', False)):
+    return _run_locked(config, workdir)
+
+
+def _run_locked(config: Any, workdir: str) -> dict[str, Any]:
   s = setup_lib.build(config, workdir)
   mesh = sharding.make_mesh(config.mesh)
   rules = sharding.rules_from_config(config.logical_axis_rules)
@@ -118,7 +127,8 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   state, shardings = step_lib.init_state(s.task, tx, mesh, rules, init_rng,
                                          s.init_params)
   train_step, eval_step = step_lib.jit_steps(
-      s.task, tx, schedule, mesh, rules, shardings, config.train.grad_accum_steps)
+      s.task, tx, schedule, mesh, rules, shardings, config.train.grad_accum_steps,
+      skip_nonfinite=config.train.get('nan_policy', 'stop') == 'skip')
   predict = None
   if s.task.eval_kind == 'predictions':
     predict = jax.jit(s.task.predict, in_shardings=(
@@ -138,20 +148,20 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
       seed=config.seed, shuffle=True, process_index=jax.process_index(),
       process_count=jax.process_count(),
       worker_count=config.data.get('worker_count', 0))
-  start = r.ckpt.latest_step()
-  if start is not None:
-    abstract = jax.eval_shape(lambda: state)
-    r.state, _ = r.ckpt.restore(start, abstract, shardings, r.loader)
-    r.start = start
-    metrics_writer.log_line(f'Resumed from step {start} ({r.ckpt.directory}).')
+  # The newest good checkpoint: broken ones are moved aside, with a warning.
+  restored = r.ckpt.restore_latest(jax.eval_shape(lambda: state), shardings,
+                                   r.loader)
+  if restored is not None:
+    r.start, r.state, _ = restored
+    metrics_writer.log_line(f'Resumed from step {r.start} ({r.ckpt.directory}).')
   return r
 
 
 class _Meter:
   """Train metrics read one step late, averaged over a log window."""
 
-  def __init__(self, ckpt: ckpt_lib.Checkpointer, progress, writer):
-    self.ckpt, self.progress, self.writer = ckpt, progress, writer
+  def __init__(self, guard: nan_guard.NanGuard, progress, writer):
+    self.guard, self.progress, self.writer = guard, progress, writer
     self.pending, self.window, self.tokens = None, [], 0.0
 
   def add(self, step: int, metrics: Any, host_batch: dict[str, np.ndarray]):
@@ -161,7 +171,9 @@ class _Meter:
 
   def flush(self) -> None:
     if self.pending is not None:
-      self.window.append(_check_finite(*self.pending, self.ckpt))
+      values = self.guard.check(*self.pending)  # None: a skipped update.
+      if values is not None:
+        self.window.append(values)
       self.pending = None
 
   def first_step(self, metrics: Any, t0: float) -> None:
@@ -172,11 +184,13 @@ class _Meter:
     self.tokens = 0.0
 
   def log(self, step: int) -> None:
-    m = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]}
+    m = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]
+         } if self.window else {}
     sps, tps = self.progress.rates(step, self.tokens)
-    m.update(steps_per_sec=sps, tokens_per_sec=tps)
+    m.update(steps_per_sec=sps, tokens_per_sec=tps, **self.guard.counts())
     self.writer.write(step, 'train', m)
-    metrics_writer.log_line(self.progress.line(step, m['loss'], sps, tps))
+    if 'loss' in m:  # Not when every update since the last log was skipped.
+      metrics_writer.log_line(self.progress.line(step, m['loss'], sps, tps))
     self.window, self.tokens = [], 0.0
 
 
@@ -184,7 +198,8 @@ def train_loop(r: Run) -> dict[str, Any]:
   """The loop over a built run: step, log, evaluate, save, stop on SIGTERM."""
   t, last, step = r.config.train, r.num_steps, r.start
   stop_at = min(last, step + t.stop_after_steps) if t.stop_after_steps else last
-  meter = _Meter(r.ckpt, metrics_writer.Progress(last, step), r.writer)
+  meter = _Meter(nan_guard.NanGuard(t, r.ckpt),
+                 metrics_writer.Progress(last, step), r.writer)
   final_eval: dict[str, Any] = {}
   t0 = time.perf_counter()
   with Preempted() as preempted:
@@ -205,7 +220,7 @@ def train_loop(r: Run) -> dict[str, Any]:
         is_save = r.ckpt.should_save(step, last) or stop or step == stop_at
         if is_log or is_save or is_eval:
           meter.flush()
-        if is_log and meter.window:
+        if is_log and (meter.window or meter.guard.skip):
           meter.log(step)
         if is_eval:
           final_eval = r.evaluator(step, r.state.params, final=step == last)
@@ -229,12 +244,3 @@ def _write_results(workdir: str, result: dict[str, Any]) -> None:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
       json.dump(result, f, indent=2, sort_keys=True, default=float)
 
-
-def _check_finite(step: int, metrics: Any, ckpt: ckpt_lib.Checkpointer) -> dict[str, float]:
-  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  if not math.isfinite(values['loss']):
-    ckpt.wait()
-    raise FloatingPointError(
-        f'Loss is {values["loss"]} at step {step}; stopping. The last good '
-        f'checkpoint is step {ckpt.latest_step()} in {ckpt.directory}.')
-  return values
