@@ -51,9 +51,24 @@ def _multiprocess() -> bool:
              if k not in ('SLURM_NTASKS', 'TPU_WORKER_HOSTNAMES'))
 
 
+def _accelerator_not_used(backend: str) -> str:
+  """An accelerator the system shows while JAX runs on the CPU ('' = none)."""
+  if backend != 'cpu':
+    return ''
+  if os.path.exists('/dev/nvidia0') or os.path.exists('/proc/driver/nvidia'):
+    return 'An NVIDIA GPU'
+  if os.path.exists('/dev/accel0') or os.environ.get('TPU_NAME'):
+    return 'A TPU'
+  return ''
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    # The console shows our progress lines and messages (printed), warnings
+    # and errors; --verbosity=0 brings back every INFO line (orbax, absl).
+    logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
   if _multiprocess():
     if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
@@ -62,12 +77,17 @@ def main(argv):
     jax.distributed.initialize(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  print(f'JAX process {jax.process_index()}/{jax.process_count()}, '
+  devices = jax.local_devices()
+  print(f'JAX process {jax.process_index()}/{jax.process_count()}, backend '
+        f'{jax.default_backend()} ({devices[0].device_kind}), '
         f'{jax.local_device_count()} local / {jax.device_count()} global devices',
         flush=True)
-  logging.info('JAX process %d/%d, %d local / %d global devices',
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  unused = _accelerator_not_used(jax.default_backend())
+  if unused:
+    logging.warning('%s is visible to this machine but JAX runs on the CPU: '
+                    'install the accelerator build of jax (pip install -e '
+                    "'.[cuda12]', '.[cuda13]' or '.[tpu]'; docs/distributed.md).",
+                    unused)
   from bert_jax.train import trainer  # pylint: disable=g-import-not-at-top
   trainer.run(FLAGS.config, FLAGS.workdir)
 

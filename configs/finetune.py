@@ -97,6 +97,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.num_steps = 0                       # ... unless this is > 0.
   t.grad_accum_steps = 1
   t.log_every_steps = 50
+  t.peak_tflops = 0.0                  # One device's peak TFLOP/s: logs MFU (0 = no MFU).
   t.eval_every_steps = 0                # 0 = once per epoch (and at the end).
   t.stop_after_steps = 0
   t.update(common.failure_fields())     # nan_policy, nan_max_skips, force_lock.

@@ -19,7 +19,7 @@ Launch commands::
   # Cloud TPU pod slice (run on every host; FSDP over 4 chips per replica):
   gcloud compute tpus tpu-vm ssh $TPU --worker=all --command="cd bert_jax && \
       python launch.py --config=configs/pretrain.py:size=large,objective=mlm_sop \
-      --workdir=gs://$BUCKET/bert_large --config.mesh.fsdp=4 \
+      --workdir=/mnt/runs/bert_large --config.mesh.fsdp=4 \
       --config.model.dtype=bfloat16 --config.model.scan_layers=True \
       --config.data.corpus=tfds:wikipedia/20230601.en:train"
 
@@ -79,6 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.grad_accum_steps = 1                # Micro-batches per step (same result, less memory).
   t.num_steps = 1_000_000
   t.log_every_steps = 100
+  t.peak_tflops = 0.0                  # One device's peak TFLOP/s: logs MFU (0 = no MFU).
   t.eval_every_steps = 10_000
   t.eval_batches = 50                   # 0 = the whole held-out set.
   t.stop_after_steps = 0                # Stop early (still resumable); 0 = run to num_steps.

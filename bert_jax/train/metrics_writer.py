@@ -64,14 +64,18 @@ class Progress:
     self.last_step, self.last_time = step, now
     return steps / dt, tokens / dt
 
-  def line(self, step: int, loss: float, steps_per_sec: float,
-           tokens_per_sec: float) -> str:
-    if steps_per_sec <= 0:  # Right after the compile step: no rate yet.
-      return f'step {step}/{self.total} | loss {loss:.4f}'
-    eta = (self.total - step) / steps_per_sec
-    return (f'step {step}/{self.total} | loss {loss:.4f} | '
-            f'{steps_per_sec:.2f} steps/s | {tokens_per_sec:,.0f} tok/s | '
-            f'ETA {_fmt_time(eta)}')
+  def line(self, step: int, m: dict[str, float]) -> str:
+    """The console line of step STEP from its log-window metrics M."""
+    head = f'step {step}/{self.total} | loss {m["loss"]:.4f}'
+    sps = m.get('steps_per_sec', 0.0)
+    if sps <= 0:  # Right after the compile step: no rate yet.
+      return head
+    eta = (self.total - step) / sps
+    line = (f'{head} | {sps:.2f} steps/s | {m["tokens_per_sec"]:,.0f} tok/s '
+            f'| pad {100 * m.get("padding_fraction", 0.0):.1f}%')
+    if 'mfu' in m:
+      line += f' | MFU {100 * m["mfu"]:.1f}%'
+    return line + f' | ETA {_fmt_time(eta)}'
 
 
 def _fmt_time(seconds: float) -> str:

@@ -30,6 +30,7 @@ from bert_jax.train import optim as optim_lib
 from bert_jax.train import setup as setup_lib
 from bert_jax.train import sharding
 from bert_jax.train import step as step_lib
+from bert_jax.train import throughput
 from bert_jax.train import workdir_lock
 from bert_jax.train.preemption import Preempted
 
@@ -160,12 +161,14 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
 class _Meter:
   """Train metrics read one step late, averaged over a log window."""
 
-  def __init__(self, guard: nan_guard.NanGuard, progress, writer):
+  def __init__(self, guard: nan_guard.NanGuard, progress, writer,
+               counts: throughput.Window):
     self.guard, self.progress, self.writer = guard, progress, writer
-    self.pending, self.window, self.tokens = None, [], 0.0
+    self.counts = counts
+    self.pending, self.window = None, []
 
   def add(self, step: int, metrics: Any, host_batch: dict[str, np.ndarray]):
-    self.tokens += float(np.sum(host_batch['attention_mask'] > 0)) * jax.process_count()
+    self.counts.add(host_batch['attention_mask'])
     self.flush()  # Step t-1's metrics, read while step t runs.
     self.pending = (step, metrics)
 
@@ -181,25 +184,30 @@ class _Meter:
     metrics_writer.log_line(
         f'First step (compile + run) took {time.perf_counter() - t0:.1f}s.')
     self.progress.rates(self.pending[0], 0.0)
-    self.tokens = 0.0
+    self.counts.metrics(0.0)  # The compile step's tokens are no rate.
 
   def log(self, step: int) -> None:
     m = {k: float(np.mean([w[k] for w in self.window])) for k in self.window[0]
          } if self.window else {}
-    sps, tps = self.progress.rates(step, self.tokens)
-    m.update(steps_per_sec=sps, tokens_per_sec=tps, **self.guard.counts())
+    sps, tps = self.progress.rates(step, self.counts.tokens)
+    m.update(steps_per_sec=sps, tokens_per_sec=tps, **self.counts.metrics(tps),
+             **self.guard.counts())
     self.writer.write(step, 'train', m)
     if 'loss' in m:  # Not when every update since the last log was skipped.
-      metrics_writer.log_line(self.progress.line(step, m['loss'], sps, tps))
-    self.window, self.tokens = [], 0.0
+      metrics_writer.log_line(self.progress.line(step, m))
+    self.window = []
 
 
 def train_loop(r: Run) -> dict[str, Any]:
   """The loop over a built run: step, log, evaluate, save, stop on SIGTERM."""
   t, last, step = r.config.train, r.num_steps, r.start
   stop_at = min(last, step + t.stop_after_steps) if t.stop_after_steps else last
+  counts = throughput.Window(
+      throughput.flops_per_token(r.state.params, r.model_config,
+                                 r.config.data.max_seq_length),
+      t.get('peak_tflops', 0.0))
   meter = _Meter(nan_guard.NanGuard(t, r.ckpt),
-                 metrics_writer.Progress(last, step), r.writer)
+                 metrics_writer.Progress(last, step), r.writer, counts)
   final_eval: dict[str, Any] = {}
   t0 = time.perf_counter()
   with Preempted() as preempted:

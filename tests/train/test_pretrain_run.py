@@ -42,16 +42,25 @@ def test_launch_runs_and_writes_everything(tmp_path, corpus):
   spec = 'builtin' if corpus == 'builtin' else helpers.FIXTURE
   extra = ['--config.data.max_documents=80', '--config.data.eval_fraction=0.1'
            ] if corpus == 'builtin' else ['--config.data.eval_fraction=0.2']
-  r = _launch(tmp_path, *TINY, f'--config.data.corpus={spec}', *extra)
+  r = _launch(tmp_path, *TINY, f'--config.data.corpus={spec}', *extra,
+              '--config.train.peak_tflops=1.0')
   assert r.returncode == 0, r.stderr[-3000:]
-  assert 'step 4/4' in r.stdout
+  assert 'step 4/4' in r.stdout and '| MFU ' in r.stdout
+  assert 'backend cpu' in r.stdout
+  # INFO lines of absl and orbax stay off the console by default.
+  assert not any(line.startswith('I1') for line in r.stderr.splitlines())
   recs = _records(tmp_path)
   train = [x for x in recs if x['split'] == 'train']
   evals = [x for x in recs if x['split'] == 'eval']
   assert [x['step'] for x in train] == [2, 4]
   for key in ('loss', 'mlm_loss', 'mlm_accuracy', 'nsp_accuracy',
-              'learning_rate', 'grad_norm', 'tokens_per_sec'):
+              'learning_rate', 'grad_norm', 'tokens_per_sec',
+              'padding_fraction', 'mfu'):
     assert key in train[-1], key
+  # Packed rows (the default): little padding.
+  assert 0.0 <= train[-1]['padding_fraction'] < 0.1
+  with open(tmp_path / 'config.json') as f:
+    assert json.load(f)['logical_axis_rules'][0] == ['batch', ['data', 'fsdp']]
   assert evals and 'mlm_accuracy' in evals[-1]
   for name in ('config.json', 'model_config.json', 'tokenizer', 'tb',
                'eval_results.json', 'checkpoints'):
