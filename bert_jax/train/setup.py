@@ -151,7 +151,7 @@ def initial_params(config: Any, task: Task, model_config: ModelConfig
                    ) -> dict[str, np.ndarray] | None:
   """Checkpoint params for TASK's model (None = random init, logged)."""
   if not config.init_from:
-    if registry.get(config.task) is not registry.get(registry.PRETRAINING):
+    if config.task != registry.PRETRAINING:
       logging.warning(
           'No config.init_from: training %s from RANDOM INIT. This is an '
           'ablation baseline, not a fine-tuning of a pretrained encoder.',
