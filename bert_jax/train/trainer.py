@@ -202,10 +202,10 @@ def train_loop(r: Run) -> dict[str, Any]:
   """The loop over a built run: step, log, evaluate, save, stop on SIGTERM."""
   t, last, step = r.config.train, r.num_steps, r.start
   stop_at = min(last, step + t.stop_after_steps) if t.stop_after_steps else last
-  counts = throughput.Window(
-      throughput.flops_per_token(r.state.params, r.model_config,
-                                 r.config.data.max_seq_length),
-      t.get('peak_tflops', 0.0))
+  peak = t.get('peak_tflops', 0.0)
+  counts = throughput.Window(throughput.flops_per_token(
+      r.state.params, r.model_config, r.config.data.max_seq_length)
+      if peak > 0 else 0.0, peak)
   meter = _Meter(nan_guard.NanGuard(t, r.ckpt),
                  metrics_writer.Progress(last, step), r.writer, counts)
   final_eval: dict[str, Any] = {}
