@@ -41,17 +41,14 @@ Figures:
     (6 * rows * hidden * vocab, rows = B*P for bert_jax, B*L for HF), and
     ``achieved_tflops_incl_mlm_decoder`` counts both: the work each side
     really does, a measure of hardware efficiency comparable across sides.
-  * ``xla_cost_analysis_flops_per_step`` is XLA's own count of the compiled
-    step, a check on the formula: unrolled, it agrees with model + decoder
-    FLOPs within 2%; with ``--scan_layers`` it counts the loop body once, so
-    it is low by (n_layers - 1) layers.
+  * ``xla_cost_analysis_flops_per_step``: XLA's count, a check on the formula
+    (unrolled: within 2% of model + decoder FLOPs; ``--scan_layers``: the loop
+    body once, so low by n_layers - 1 layers).
   * MFU = model FLOPs / step time / (peak_tflops * 1e12 * devices), only with
     ``--peak_tflops`` (per device); otherwise achieved TFLOP/s only.
-  * peak memory: peak RSS of the side's process (``getrusage``) everywhere,
-    plus the device's ``peak_bytes_in_use`` on GPU/TPU (torch: CUDA max
-    allocated).
-  * ``other_processes_busy_cores``: CPU other processes used during the
-    timed steps (see ``OtherLoad``); 0 on a quiet machine.
+  * peak memory: the process's peak RSS, plus ``peak_bytes_in_use`` on
+    GPU/TPU (torch: CUDA max allocated).
+  * ``other_processes_busy_cores``: CPU others used in the timed steps.
 """
 
 from __future__ import annotations
@@ -86,9 +83,7 @@ PADDED_ROW_FRACTION = 0.2  # Every other row pads its last 20%: ~10% padding.
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  # Checked against the size table (bert_jax.models.config.SIZES) by
-  # configs/pretrain.py on the JAX side; not imported here, so that the
-  # PyTorch side's process never loads JAX.
+  # Checked by configs/pretrain.py on the JAX side (no JAX in the torch side).
   p.add_argument('--size', default='tiny', help='A model size name.')
   p.add_argument('--batch', type=int, default=32, help='Global batch size.')
   p.add_argument('--seq_len', type=int, default=128)
@@ -236,9 +231,7 @@ def run_jax(args) -> dict:
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from bert_jax.tasks.pretraining import PretrainingTask  # pylint: disable=g-import-not-at-top
-  from bert_jax.train import optim, sharding  # pylint: disable=g-import-not-at-top
-  from bert_jax.train import setup as setup_lib  # pylint: disable=g-import-not-at-top
-  from bert_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  from bert_jax.train import optim, setup as setup_lib, sharding, step as step_lib  # pylint: disable=g-import-not-at-top
   from configs import pretrain  # pylint: disable=g-import-not-at-top
   rss_imports = peak_rss_mb()
 
