@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIG = 10 * 1024 * 1024  # The "10 MB line".
 LATIN1 = 'caf\xe9'.encode('latin-1')  # b'caf\xe9': not UTF-8.
 BOM = b'\xef\xbb\xbf'
-_OUTCOMES: dict[str, tuple[str, str]] = {}  # case id -> (input, outcome)
+_OUTCOMES: dict[str, tuple[str, str]] = {}  # test -> (input, outcome)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -477,9 +477,9 @@ def _table():
   if not path:
     return
   rows = ['| input | outcome | test |', '|---|---|---|']
-  for case_id, (what, outcome) in _OUTCOMES.items():
+  for test, (what, outcome) in _OUTCOMES.items():
     outcome = outcome.replace('|', '\\|')
-    rows.append(f'| {what} | `{outcome}` | `{case_id}` |')
+    rows.append(f'| {what} | `{outcome}` | `{test}` |')
   with open(path, 'w') as f:
     f.write('\n'.join(rows) + '\n')
 
@@ -487,7 +487,8 @@ def _table():
 @pytest.mark.parametrize('case', CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_one_clear_line(case, tmp_path):
   outcome = case.run(str(tmp_path))
-  _OUTCOMES[case.id] = (case.input, outcome.replace(str(tmp_path) + os.sep, ''))
+  _OUTCOMES[f'[{case.id}]'] = (case.input,
+                               outcome.replace(str(tmp_path) + os.sep, ''))
 
 
 # --- Through launch.py: what the user sees. ---
@@ -547,15 +548,14 @@ def test_launch_bad_overrides_are_one_line(tmp_path):
   before = _previous_run(workdir)
   config = '--config=configs/finetune.py:task=local_classification,runlocal'
   # A value of the wrong type, and a misspelt field (with close matches).
-  for override, expected, case_id in (
+  for override, expected in (
       ('--config.train.num_steps=abc',
-       ('config field train.num_steps takes an int', "got 'abc'"),
-       'launch_override_wrong_type'),
+       ('config field train.num_steps takes an int', "got 'abc'")),
       ('--config.model.hiden_size=3',
-       ("config.model has no field 'hiden_size'", "did you mean 'hidden_size'"),
-       'launch_override_unknown_field')):
+       ("config.model has no field 'hiden_size'", "did you mean 'hidden_size'"))):
     line = _one_line_exit_2(_launch(workdir, config, override), *expected)
-    _OUTCOMES[case_id] = (f'launch.py `{override}`', line)
+    _OUTCOMES[f'test_launch_bad_overrides_are_one_line ({override})'] = (
+        f'launch.py `{override}`', line + ' (exit 2)')
   # Asked for, the traceback is there (to report a bug in a check).
   r = _launch(workdir, config, '--config.train.num_steps=abc',
               BERT_JAX_TRACEBACK='1')
@@ -570,7 +570,7 @@ def test_convert_cli_bad_checkpoint_is_one_line(tmp_path, capsys):
   assert code == 2 and err.count('\n') == 0, err
   assert err.startswith('error: ') and 'model.safetensors' in err, err
   assert not os.path.exists(tmp_path / 'out')
-  _OUTCOMES['convert_cli_truncated'] = (
+  _OUTCOMES['test_convert_cli_bad_checkpoint_is_one_line'] = (
       '`python -m bert_jax.convert from-hf` on a cut model.safetensors',
       err.replace(str(tmp_path) + os.sep, '') + ' (exit 2)')
 
@@ -593,7 +593,8 @@ def test_launch_bad_eval_file_leaves_the_workdir_untouched(tmp_path):
               f'--config.data.eval_file={dev}')
   line = _one_line_exit_2(r, 'dev.tsv:3:', "label 'meh'", "['neg', 'pos']")
   assert _snapshot(workdir) == before
-  _OUTCOMES['launch_unseen_eval_label'] = (
+  _OUTCOMES['test_launch_bad_eval_file_leaves_the_workdir_untouched'] = (
       'launch.py fine-tuning with an eval label not in training, on a '
-      'workdir holding a previous run', line.replace(str(tmp_path) + os.sep, '') +
-      ' (workdir byte-identical)')
+      'workdir holding a previous run',
+      line.replace(str(tmp_path) + os.sep, '') +
+      ' (exit 2, workdir byte-identical)')
