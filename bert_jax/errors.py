@@ -52,6 +52,7 @@ _FLAG_VALUE_RE = re.compile(r'^flag --(?P<name>[^=\s]+)=(?P<value>.*?): '
                             r'(?P<reason>.*)$', re.S)
 _QUOTED_RE = re.compile(r"'([^'\\]+)")
 _SUGGEST_RE = re.compile(r'Did you mean "([^"]+)"')
+_QUOTES = '\'"'
 
 
 def _config_overrides(argv: Sequence[str], flag: str) -> list[tuple[str, str]]:
@@ -74,33 +75,45 @@ def _unknown_field(exc: BaseException, argv: Sequence[str], flag: str) -> str:
   text = str(exc)
   key = next(iter(_QUOTED_RE.findall(text.replace("\\'", "'"))), '')
   suggestions = _SUGGEST_RE.findall(text)
-  for path, arg in _config_overrides(argv, flag):
+  overrides = _config_overrides(argv, flag)
+  for path, arg in overrides:
     parts = path.split('.')
     if key in parts:
       parent = '.'.join([flag] + parts[:parts.index(key)])
       break
   else:
-    arg, parent = f'--{flag}...', flag
+    # Not a missing name (e.g. a field under an int): ml_collections' own
+    # words, unquoted.
+    arg = overrides[0][1] if overrides else f'--{flag}'
+    return f'{arg.split("=")[0]}: {text.strip(_QUOTES)}'
   hint = (f'; did you mean {" or ".join(repr(s) for s in suggestions)}?'
           if suggestions else '; check the spelling against the config file.')
   return f'{arg.split("=")[0]}: {parent} has no field {key!r}{hint}'
 
 
-def _flag_type(name: str) -> str:
+def _flag_type(name: str, flag_values: flags.FlagValues) -> str:
   try:
-    return flags.FLAGS[name].parser.flag_type()
+    return flag_values[name].parser.flag_type()
   except (KeyError, AttributeError):
     return ''
 
 
 def flag_error_message(exc: BaseException, argv: Sequence[str],
-                       config_flag: str = 'config') -> str | None:
+                       config_flag: str = 'config',
+                       flag_values: flags.FlagValues | None = None
+                       ) -> str | None:
   """One line for an error raised while absl parses ARGV; None if not one.
 
   Covers a value of the wrong type (``--config.train.num_steps=abc``), an
   unknown field (``--config.model.hiden_size=3``, with close matches), a
   config file that fails to load or rejects its argument, and absl's own
   errors (unknown flag, missing value, missing required flag).
+
+  Args:
+    exc: What ``flag_values(argv)`` raised.
+    argv: The command line.
+    config_flag: The name of the ml_collections config flag.
+    flag_values: The flags parsed (default: absl's global FLAGS).
   """
   if 'Failed loading config file' in str(exc):
     # ml_collections lists each path it tried; the last line says why.
@@ -127,14 +140,15 @@ def flag_error_message(exc: BaseException, argv: Sequence[str],
     reason = ' '.join(l.strip() for l in reason.splitlines() if l.strip())
   if 'must have a value other than None' in reason:
     return f'--{name} is required.'
-  kind = _flag_type(name)
+  kind = _flag_type(name, flags.FLAGS if flag_values is None else flag_values)
   if kind not in ('int', 'float', 'bool'):
     kind = ''  # A group of fields (ConfigDict) or free text: absl says why.
   prefix = config_flag + '.'
   field = name[len(prefix):] if name.startswith(prefix) else ''
   if field and kind:
+    # absl's reason ("invalid literal for int() with base 10") says less.
     return (f'--{name}={value}: config field {field} takes {_article(kind)} '
-            f'{kind}, got {value!r} ({reason}).')
+            f'{kind}, got {value!r}.')
   return f'--{name}={value}: {reason}'
 
 

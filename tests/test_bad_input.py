@@ -21,10 +21,14 @@ import sys
 import time
 from collections.abc import Callable
 
+from absl import flags
+from ml_collections import config_flags
 import numpy as np
 import pytest
 import torch
 from safetensors.numpy import save_file
+
+from bert_jax import errors
 
 from bert_jax.convert import hf
 from bert_jax.convert.__main__ import main as convert_main
@@ -100,7 +104,8 @@ def _bom_tsv(d):
 
 
 def _crlf_csv(d):
-  ex = _tsv(d, 'train.csv', b'sentence,label\r\ngood,pos\r\n"two\r\nlines",neg\r\n')()
+  ex = _tsv(d, 'train.csv',
+            b'sentence,label\r\ngood,pos\r\n"two\r\nlines",neg\r\n')()
   assert [e.label for e in ex] == ['pos', 'neg']
   assert ex[1].text_a == 'two\r\nlines' and ex[1].idx == 3
   return f'accepted: {len(ex)} examples, labels without \\r'
@@ -478,7 +483,8 @@ def _table():
     return
   rows = ['| input | outcome | test |', '|---|---|---|']
   for test, (what, outcome) in _OUTCOMES.items():
-    outcome = outcome.replace('|', '\\|')
+    # Inside a code span: no '|' (a cell break) and no '`' (the span's end).
+    outcome = outcome.replace('|', '\\|').replace('`', "'")
     rows.append(f'| {what} | `{outcome}` | `{test}` |')
   with open(path, 'w') as f:
     f.write('\n'.join(rows) + '\n')
@@ -489,6 +495,57 @@ def test_bad_input_gives_one_clear_line(case, tmp_path):
   outcome = case.run(str(tmp_path))
   _OUTCOMES[f'[{case.id}]'] = (case.input,
                                outcome.replace(str(tmp_path) + os.sep, ''))
+
+
+# --- Config overrides, parsed as launch.py parses them (in process). ---
+
+_FINETUNE = os.path.join(ROOT, 'configs', 'finetune.py')
+OVERRIDES = [
+    ('--config.train.num_steps=abc',
+     "--config.train.num_steps=abc: config field train.num_steps takes an int, "
+     "got 'abc'"),
+    ('--config.optim.learning_rate=fast',
+     'config field optim.learning_rate takes a float'),
+    ('--config.train.force_lock=maybe',
+     "config field train.force_lock takes a bool, got 'maybe'"),
+    ('--config.model.hiden_size=3',
+     "--config.model.hiden_size: config.model has no field 'hiden_size'; did you "
+     "mean 'hidden_size'?"),
+    ('--config.modle.hidden_size=3',
+     "config has no field 'modle'; did you mean 'model'?"),
+    ('--config.model.zzzz=3',
+     "config.model has no field 'zzzz'; check the spelling"),
+    ('--config.train.num_steps.x=3',
+     "--config.train.num_steps.x: Attribute <class 'int'>.x does not exist"),
+    ('--config.train=3', "--config.train=3: Failed to parse '3' as a ConfigDict"),
+    ('--config=CONFIG:task=sst3',
+     "Config argument task='sst3'; choose one of"),
+    ('--config=/nonexistent/finetune.py',
+     "--config: cannot load the config file: [Errno 2] No such file or directory"),
+    ('--no_such_flag=1', "Unknown command line flag 'no_such_flag'"),
+]
+
+
+@pytest.mark.parametrize('override, expected', OVERRIDES,
+                         ids=[o[0].split('=')[0] for o in OVERRIDES])
+def test_config_override_errors_are_one_line(override, expected):
+  argv = ['launch.py', f'--config={_FINETUNE}:task=local_classification,runlocal',
+          override.replace('CONFIG', _FINETUNE)]
+  if override.startswith('--config='):
+    argv = [argv[0], argv[2]]
+  fv = flags.FlagValues()
+  # sys_argv: ml_collections reads the overrides from it, not from fv(argv).
+  config_flags.DEFINE_config_file('config', flag_values=fv, lock_config=True,
+                                  sys_argv=argv)
+  with pytest.raises(Exception) as e:  # What launch.parse_flags catches.
+    fv(argv)
+    fv.config.keys()
+  message = errors.flag_error_message(e.value, argv, flag_values=fv)
+  assert message is not None and expected in message, (message, e.value)
+  assert '\n' not in message, message
+  shown = override.replace('CONFIG', 'configs/finetune.py')
+  _OUTCOMES[f'test_config_override_errors_are_one_line[{shown}]'] = (
+      f'`{shown}`', 'error: ' + message.replace(_FINETUNE, 'configs/finetune.py'))
 
 
 # --- Through launch.py: what the user sees. ---

@@ -116,7 +116,8 @@ def _jsonl_records(path: str, lines: Iterable[str]
     if not text.strip():
       continue
     try:
-      obj = json.loads(text)
+      # Without its line ending, so that colno counts within this line.
+      obj = json.loads(text.rstrip('\r\n'))
     except json.JSONDecodeError as e:
       raise UserInputError(f'{path}:{line}: not valid JSON ({e.msg}: column '
                            f'{e.colno}); expected one JSON object a line.'
