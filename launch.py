@@ -7,14 +7,22 @@ On a multi-process environment (Cloud TPU pod slice, several GPU hosts, SLURM)
 ``jax.distributed.initialize()`` runs before anything else; where nothing is
 detected, pass ``--coordinator_address``, ``--num_processes`` and
 ``--process_id`` (see docs/distributed.md).
+
+A bad input (a config value or override, a data file, a checkpoint) prints one
+line, ``error: <what and where>``, to stderr and exits with status 2; set
+``BERT_JAX_TRACEBACK=1`` (or pass ``--verbosity=1``) to see its traceback.
+Anything else is a bug and shows its traceback as usual.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from bert_jax import errors
 
 config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/pretrain.py:size=tiny,runlocal.',
@@ -88,9 +96,51 @@ def main(argv):
                     'install the accelerator build of jax (pip install -e '
                     "'.[cuda12]', '.[cuda13]' or '.[tpu]'; docs/distributed.md).",
                     unused)
-  from bert_jax.train import trainer  # pylint: disable=g-import-not-at-top
-  trainer.run(FLAGS.config, FLAGS.workdir)
+  # pylint: disable=g-import-not-at-top
+  from bert_jax.train import checkpoint
+  from bert_jax.train import trainer
+  from bert_jax.train import workdir_lock
+  # pylint: enable=g-import-not-at-top
+  user_errors = (errors.UserInputError, FileNotFoundError, IsADirectoryError,
+                 workdir_lock.WorkdirLocked, checkpoint.CheckpointMismatchError)
+  try:
+    trainer.run(FLAGS.config, FLAGS.workdir)
+  except user_errors as e:
+    if _show_tracebacks():
+      raise
+    _exit_user_error(errors.one_line(e))
+
+
+def _show_tracebacks() -> bool:
+  # --verbosity=1 is absl's DEBUG level; our default console is WARNING.
+  return bool(os.environ.get(errors.TRACEBACK_ENV)) or FLAGS.verbosity >= 1
+
+
+def _exit_user_error(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+  sys.exit(errors.EXIT_USER_ERROR)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with bad flags and config overrides as one line.
+
+  Without this, a mistyped override (--config.model.hiden_size=3) ends in an
+  ml_collections traceback and a wrongly typed one in absl's two-line FATAL
+  message with exit status 1.
+  """
+  try:
+    rest = FLAGS(argv)
+    # ml_collections loads the config file lazily, and keeps a failure to
+    # load it until the value is read: read it here.
+    FLAGS.config.keys()
+    return rest
+  except Exception as e:  # pylint: disable=broad-except
+    message = errors.flag_error_message(e, argv)
+    if message is None or os.environ.get(errors.TRACEBACK_ENV):
+      raise
+    _exit_user_error(f'error: {message}')
+    raise  # Not reached (sys.exit); keeps the return type honest.
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

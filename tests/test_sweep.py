@@ -140,11 +140,11 @@ def test_failed_run_is_named_with_its_log_and_the_report_shows_it(tmp_path, caps
   assert sweep.main(['--sweep', path, '--root', str(root), '--set', *QUICK]) == 1
   err = capsys.readouterr()
   log = root / 'bad' / 'launch.log'
-  assert f'bad (log: {log})' in err.err and 'FAILED (exit status 1)' in err.out
+  assert f'bad (log: {log})' in err.err and 'FAILED (exit status 2)' in err.out
   assert "model.norm_type='batchnorm' is not valid" in log.read_text()
   capsys.readouterr()
   assert report.main(['--root', str(root)]) == 0
-  assert '| bad | model.norm_type=batchnorm | failed (exit 1) |' in capsys.readouterr().out
+  assert '| bad | model.norm_type=batchnorm | failed (exit 2) |' in capsys.readouterr().out
 
 
 def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):

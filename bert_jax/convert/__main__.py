@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from bert_jax import errors
 from bert_jax.convert import hf
 
 
@@ -37,7 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """Runs the command; a bad input prints 'error: ...' and returns 2."""
   args = build_parser().parse_args(argv)
+  try:
+    _convert(args)
+  except errors.UserInputError as e:
+    if os.environ.get(errors.TRACEBACK_ENV):
+      raise
+    print(errors.one_line(e), file=sys.stderr)
+    return errors.EXIT_USER_ERROR
+  return 0
+
+
+def _convert(args: argparse.Namespace) -> None:
   if args.command == 'from-hf':
     _, config = hf.from_hf(args.src, args.dst, scan_layers=args.scan_layers)
     print(f'Wrote {args.dst}: {config.num_layers} layers, hidden '
@@ -45,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
   else:
     hf_config = hf.to_hf(args.src, args.dst)
     print(f'Wrote {args.dst}: {hf_config["architectures"][0]}.')
-  return 0
 
 
 if __name__ == '__main__':

@@ -27,6 +27,7 @@ from bert_jax.convert import hf_layout as layout
 from bert_jax.convert.hf_files import (HF_CONFIG, SAFETENSORS,
                                        CheckpointMismatchError,
                                        read_hf_config, read_hf_weights)
+from bert_jax.errors import UserInputError
 from bert_jax.models import encoder as encoder_lib
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import make_model
@@ -72,7 +73,7 @@ def _head_kind(weights: dict[str, np.ndarray], hf_config: dict[str, Any],
   mlm, nsp = has('cls.predictions.'), has('cls.seq_relationship.')
   classifier, qa = has('classifier.'), has('qa_outputs.')
   if (mlm or nsp) + classifier + qa > 1:
-    raise ValueError(f'{src} mixes heads (cls.*, classifier.*, qa_outputs.*); '
+    raise UserInputError(f'{src} mixes heads (cls.*, classifier.*, qa_outputs.*); '
                      'a bert_jax checkpoint holds one head family.')
   if mlm and nsp:
     return layout.PRETRAINING
@@ -209,14 +210,21 @@ def params_from_hf(src: str) -> tuple[dict[str, Any], ModelConfig, str]:
 
   Raises:
     FileNotFoundError: config.json or the weights are missing (names the path).
-    ValueError: the config is not convertible (names the field).
+    UserInputError: the config is not convertible (names the field), or a
+      file is not JSON / is cut short (names the file).
     CheckpointMismatchError: lists every missing tensor, unexpected tensor and
       shape mismatch (key, expected shape, found shape).
   """
   hf_config = read_hf_config(src)
   weights, names, prefix = _strip_prefix(read_hf_weights(src), src)
   kind = _head_kind(weights, hf_config, src)
-  config = layout.model_config_from_hf(hf_config, _is_tied(weights, hf_config))
+  try:
+    config = layout.model_config_from_hf(hf_config,
+                                         _is_tied(weights, hf_config))
+  except (ValueError, TypeError) as e:
+    # Only config.json's values go in: a value of the wrong kind ("hidden_size":
+    # "768") or range is the file's fault.
+    raise UserInputError(f'{os.path.join(src, HF_CONFIG)}: {e}') from None
   num_labels = (_num_labels(weights, hf_config)
                 if kind in (layout.SEQUENCE_CLS, layout.TOKEN_CLS) else None)
   has_pooler = any(k.startswith('pooler.') for k in weights)

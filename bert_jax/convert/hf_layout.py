@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from bert_jax.errors import UserInputError
 from bert_jax.models.config import ModelConfig
 
 # Our head kinds (top-level param keys besides 'bert', and how they were made).
@@ -85,26 +86,26 @@ def model_config_from_hf(hf: dict[str, Any], tie_word_embeddings: bool = True
   """Maps a Hugging Face BERT config.json (as a dict) to a ModelConfig.
 
   Raises:
-    ValueError: naming the field, for anything HF BERT allows that bert_jax
+    UserInputError: naming the field, for anything HF BERT allows that bert_jax
       does not build (relative positions, decoder/cross-attention, another
       model type, an unknown activation).
   """
   model_type = hf.get('model_type', 'bert')
   if model_type != 'bert':
-    raise ValueError(f'config.json model_type={model_type!r}: only "bert" '
+    raise UserInputError(f'config.json model_type={model_type!r}: only "bert" '
                      'checkpoints can be converted.')
   pos = hf.get('position_embedding_type', 'absolute')
   if pos != 'absolute':
-    raise ValueError(
+    raise UserInputError(
         f'config.json position_embedding_type={pos!r} is not supported: '
         'bert_jax implements only "absolute" (learned) BERT positions.')
   for flag in ('is_decoder', 'add_cross_attention'):
     if hf.get(flag):
-      raise ValueError(f'config.json {flag}=true is not supported: bert_jax '
+      raise UserInputError(f'config.json {flag}=true is not supported: bert_jax '
                        'builds bidirectional encoders only.')
   act = hf.get('hidden_act', 'gelu')
   if act not in HF_ACTIVATIONS:
-    raise ValueError(f'config.json hidden_act={act!r} is not supported; '
+    raise UserInputError(f'config.json hidden_act={act!r} is not supported; '
                      f'choose one of {sorted(HF_ACTIVATIONS)}.')
   fields = {ours: hf.get(theirs, _HF_DEFAULTS[theirs])
             for theirs, ours in _SAME_FIELDS.items()}
@@ -116,7 +117,7 @@ def model_config_from_hf(hf: dict[str, Any], tie_word_embeddings: bool = True
 
 
 def check_exportable(config: ModelConfig) -> None:
-  """Raises ValueError naming the first field HF BERT cannot express."""
+  """Raises UserInputError naming the first field HF BERT cannot express."""
   required = {
       'norm_placement': 'post', 'norm_type': 'layernorm',
       'position_embedding': 'learned', 'mlp_type': 'gelu', 'use_bias': True,
@@ -124,7 +125,7 @@ def check_exportable(config: ModelConfig) -> None:
   }
   for name, value in required.items():
     if getattr(config, name) != value:
-      raise ValueError(
+      raise UserInputError(
           f'model.{name}={getattr(config, name)!r} cannot be exported to '
           f'Hugging Face BERT, which needs model.{name}={value!r}.')
 
@@ -285,13 +286,13 @@ def kind_of_params(params: dict[str, Any]) -> tuple[str, int | None]:
   token classifier: that is how our two models are built.
 
   Raises:
-    ValueError: naming top-level keys that belong to no known head.
+    UserInputError: naming top-level keys that belong to no known head.
   """
   heads = set(params) - {'bert'}
   known = {'mlm', 'nsp', 'classifier', 'qa_outputs'}
   if 'bert' not in params or heads - known or len(heads & known) > 2 or (
       len(heads) == 2 and heads != {'mlm', 'nsp'}):
-    raise ValueError(
+    raise UserInputError(
         f'Unexpected top-level params {sorted(params)}: expected "bert" plus '
         'one of "mlm"+"nsp", "mlm", "nsp", "classifier", "qa_outputs".')
   if heads == {'mlm', 'nsp'}:

@@ -10,10 +10,11 @@ are skipped. Every error names the file and line.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 
+from bert_jax.data import text_files
 from bert_jax.data import tfds_source
+from bert_jax.errors import UserInputError
 
 # The NER tags of TFDS conll2003 in its ClassLabel order (tensorflow_datasets
 # core/dataset_builders/conll/conll_dataset_builder_utils.py NER_TAGS).
@@ -50,13 +51,12 @@ def read_conll_file(path: str) -> list[Sentence]:
     Its sentences, in order.
 
   Raises:
-    FileNotFoundError: If PATH does not exist.
-    ValueError: Naming the file and line, on a line with no tag (one column),
-      a line whose number of columns differs from the file's first word line,
-      or a file with no sentences.
+    InputFileNotFoundError: If PATH does not exist.
+    UserInputError: Naming the file and line, on a line with no tag (one
+      column), a line whose number of columns differs from the file's first
+      word line, text that is not UTF-8, or a file with no sentences.
   """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'CoNLL file not found: {path}')
+  text_files.check_file(path, 'CoNLL file')
   sentences: list[Sentence] = []
   tokens, tags, where = [], [], []
   n_columns, first_line = None, 0
@@ -68,32 +68,32 @@ def read_conll_file(path: str) -> list[Sentence]:
       tags.clear()
       where.clear()
 
-  with open(path, encoding='utf-8') as f:
-    for lineno, line in enumerate(f, start=1):
-      cols = line.split()
-      if not cols:
-        flush()
-        continue
-      if cols[0] == DOCSTART:
-        flush()  # A document boundary also ends a sentence.
-        continue
-      if len(cols) < 2:
-        raise ValueError(
-            f'{path}:{lineno}: the word {cols[0]!r} has no tag; each line '
-            'needs the word in the first column and its NER tag in the last.')
-      if n_columns is None:
-        n_columns, first_line = len(cols), lineno
-      elif len(cols) != n_columns:
-        raise ValueError(
-            f'{path}:{lineno}: {len(cols)} columns, but line {first_line} has '
-            f'{n_columns}; every word line needs the same columns (word first, '
-            'tag last).')
-      tokens.append(cols[0])
-      tags.append(cols[-1])
-      where.append(f'{path}:{lineno}')
+  # BOM, CRLF (split() drops the '\r') and encoding: see text_files.
+  for lineno, line in text_files.iter_lines(path):
+    cols = line.split()
+    if not cols:
+      flush()
+      continue
+    if cols[0] == DOCSTART:
+      flush()  # A document boundary also ends a sentence.
+      continue
+    if len(cols) < 2:
+      raise UserInputError(
+          f'{path}:{lineno}: the word {cols[0]!r} has no tag; each line '
+          'needs the word in the first column and its NER tag in the last.')
+    if n_columns is None:
+      n_columns, first_line = len(cols), lineno
+    elif len(cols) != n_columns:
+      raise UserInputError(
+          f'{path}:{lineno}: {len(cols)} columns, but line {first_line} has '
+          f'{n_columns}; every word line needs the same columns (word first, '
+          'tag last).')
+    tokens.append(cols[0])
+    tags.append(cols[-1])
+    where.append(f'{path}:{lineno}')
   flush()
   if not sentences:
-    raise ValueError(f'{path}: no sentences (the file is empty or holds only '
+    raise UserInputError(f'{path}: no sentences (the file is empty or holds only '
                      f'blank and {DOCSTART} lines).')
   return sentences
 
@@ -106,7 +106,7 @@ def infer_labels(sentences: Sequence[Sentence]) -> list[str]:
 
 def check_tags(sentences: Sequence[Sentence], labels: Sequence[str],
                labels_from: str) -> None:
-  """Raises ValueError at the first tag not in LABELS, naming its line.
+  """Raises UserInputError at the first tag not in LABELS, naming its line.
 
   Args:
     sentences: Sentences to check (e.g. of the eval file).
@@ -117,7 +117,7 @@ def check_tags(sentences: Sequence[Sentence], labels: Sequence[str],
   for s in sentences:
     for tok, tag, where in zip(s.tokens, s.tags, s.where):
       if tag not in known:
-        raise ValueError(
+        raise UserInputError(
             f'{where}: tag {tag!r} (word {tok!r}) is not one the model is '
             f'trained on; the labels from {labels_from} are {list(labels)}.')
 

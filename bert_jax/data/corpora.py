@@ -42,7 +42,9 @@ import re
 import sys
 import warnings
 
+from bert_jax.data import text_files
 from bert_jax.data import tfds_source
+from bert_jax.errors import InputFileNotFoundError, UserInputError
 
 SPEC_FORMS = ("'builtin'", 'a path or glob (comma-separated for several)',
               "'tfds:NAME[:SPLIT]'")
@@ -137,8 +139,9 @@ def load_corpus(spec: str = 'builtin',
     sentences. Documents left with no sentence are skipped.
 
   Raises:
-    ValueError: For a spec of no known form.
-    FileNotFoundError: For a path or glob that matches no file.
+    UserInputError: For a spec of no known form, a local file that is empty,
+      binary or not UTF-8 (naming the file and line).
+    InputFileNotFoundError: For a path or glob that matches no file.
   """
   if max_documents is not None and max_documents < 1:
     raise ValueError(f'max_documents must be >= 1 or None, got {max_documents}')
@@ -150,8 +153,8 @@ def load_corpus(spec: str = 'builtin',
   elif spec and not _SCHEME_RE.match(spec):
     docs = _file_documents(spec)
   else:
-    raise ValueError(f'unknown corpus spec {spec!r}; valid forms: '
-                     + ', '.join(SPEC_FORMS))
+    raise UserInputError(f'unknown corpus spec {spec!r} (data.corpus); valid '
+                         'forms: ' + ', '.join(SPEC_FORMS))
   count = 0
   for doc in docs:
     if not doc:
@@ -205,20 +208,28 @@ def _file_documents(spec: str) -> Iterator[list[str]]:
         [part] if os.path.exists(part) else [])
     matches = [p for p in matches if os.path.isfile(p)]
     if not matches:
-      raise FileNotFoundError(f'corpus file or glob {part!r} matches no file')
+      raise InputFileNotFoundError(
+          f'corpus file or glob {part!r} matches no file')
     paths.extend(matches)
   for path in paths:
-    with open(path, encoding='utf-8') as f:
-      doc = []
-      for line in f:
-        line = line.strip()
-        if line:
-          doc.append(line)
-        elif doc:
-          yield doc
-          doc = []
-      if doc:  # A file's end also ends a document.
+    doc, lines = [], 0
+    # BOM, CRLF (strip() drops the '\r'), binary files: see text_files.
+    for _, line in text_files.iter_lines(path):
+      line = line.strip()
+      if line:
+        doc.append(line)
+        lines += 1
+      elif doc:
         yield doc
+        doc = []
+    if doc:  # A file's end also ends a document.
+      yield doc
+    if not lines:
+      # An empty shard is usually a failed download or export: say so rather
+      # than train on less data than the user thinks.
+      raise UserInputError(
+          f'{path}: corpus file has no text (empty or only blank lines); '
+          'expected one sentence a line, documents separated by blank lines.')
 
 
 # --- TFDS. ---

@@ -20,15 +20,20 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from absl import logging
 
+from bert_jax.data import text_files
 from bert_jax.data import tfds_source
 from bert_jax.data.glue import Example
+from bert_jax.errors import UserInputError
 
 FORMATS = {'.tsv': 'tsv', '.csv': 'csv', '.jsonl': 'jsonl'}
+# The csv module refuses fields over 128 KiB by default; a long document in
+# one cell is data, not an error (a 10 MB cell reads in well under a second).
+_CSV_FIELD_LIMIT = 1 << 30
 
 
 @dataclasses.dataclass
@@ -43,7 +48,7 @@ def parse_text_fields(text_fields: str) -> tuple[str, ...]:
   """'a' or 'a,b' -> field names; anything else fails naming the config field."""
   fields = tuple(f.strip() for f in str(text_fields).split(','))
   if not 1 <= len(fields) <= 2 or not all(fields):
-    raise ValueError(f'config.data.text_fields={text_fields!r}: give one text '
+    raise UserInputError(f'config.data.text_fields={text_fields!r}: give one text '
                      'column or two, comma separated (e.g. "sentence" or '
                      '"sentence1,sentence2").')
   return fields
@@ -52,7 +57,7 @@ def parse_text_fields(text_fields: str) -> tuple[str, ...]:
 def _format(path: str) -> str:
   ext = os.path.splitext(path)[1].lower()
   if ext not in FORMATS:
-    raise ValueError(f'{path}: unknown file type {ext!r}; use one of '
+    raise UserInputError(f'{path}: unknown file type {ext!r}; use one of '
                      f'{tuple(FORMATS)} (TSV/CSV need a header row).')
   return FORMATS[ext]
 
@@ -61,56 +66,71 @@ def iter_records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
   """(line number, {column: value}) per record of a TSV/CSV/JSONL file.
 
   Raises:
-    FileNotFoundError: If PATH does not exist.
-    ValueError: On an empty file, a row with the wrong number of cells, or a
-      JSONL line that is not a JSON object; the message names file and line.
+    InputFileNotFoundError: If PATH does not exist.
+    UserInputError: On an empty file, a row with the wrong number of cells, a
+      JSONL line that is not a JSON object, or text that is not UTF-8; the
+      message names file and line.
   """
   kind = _format(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: no such file.')
-  # utf-8-sig: spreadsheet exports often start with a byte-order mark, which
-  # would otherwise become part of the first column's name.
-  with open(path, encoding='utf-8-sig', newline='') as f:
-    if kind == 'jsonl':
-      yield from _jsonl_records(path, f)
-      return
-    # TSV: no quoting, as GLUE's TSVs (which hold bare quote characters).
-    reader = (csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE)
-              if kind == 'tsv' else csv.reader(f))
-    header = next(reader, None)
-    if header is None:
-      raise ValueError(f'{path}: the file is empty (expected a header row '
-                       'naming the columns).')
-    header = [h.strip() for h in header]
+  # BOM, CRLF and encoding are handled (and refused) in text_files.
+  lines = (text for _, text in text_files.iter_lines(path))
+  if kind == 'jsonl':
+    yield from _jsonl_records(path, lines)
+    return
+  if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+  # TSV: no quoting, as GLUE's TSVs (which hold bare quote characters).
+  reader = (csv.reader(lines, delimiter='\t', quoting=csv.QUOTE_NONE)
+            if kind == 'tsv' else csv.reader(lines))
+  header = _next_row(reader, path)
+  if header is None:
+    raise UserInputError(f'{path}: the file is empty (expected a header row '
+                         'naming the columns).')
+  header = [h.strip() for h in header]
+  line = reader.line_num + 1
+  while (row := _next_row(reader, path)) is not None:
+    if row and any(c.strip() for c in row):
+      if len(row) != len(header):
+        raise UserInputError(
+            f'{path}:{line}: {len(row)} cells but the header has '
+            f'{len(header)} ({header}); expected one cell per column'
+            f'{" (tab separated)" if kind == "tsv" else ""}.')
+      yield line, dict(zip(header, row))
     line = reader.line_num + 1
-    for row in reader:
-      if row and any(c.strip() for c in row):
-        if len(row) != len(header):
-          raise ValueError(
-              f'{path}:{line}: {len(row)} cells but the header has '
-              f'{len(header)} ({header}).')
-        yield line, dict(zip(header, row))
-      line = reader.line_num + 1
 
 
-def _jsonl_records(path: str, f) -> Iterator[tuple[int, dict[str, Any]]]:
-  for line, text in enumerate(f, start=1):
+def _next_row(reader, path: str) -> list[str] | None:
+  """The next CSV/TSV row, or None at the end; csv errors name file:line."""
+  try:
+    return next(reader, None)
+  except csv.Error as e:
+    # line_num counts the lines read so far, the bad one included.
+    raise UserInputError(f'{path}:{reader.line_num}: unreadable CSV ({e}); '
+                         'expected comma-separated cells, "quoted" where they '
+                         'hold commas or newlines.') from None
+
+
+def _jsonl_records(path: str, lines: Iterable[str]
+                   ) -> Iterator[tuple[int, dict[str, Any]]]:
+  for line, text in enumerate(lines, start=1):
     if not text.strip():
       continue
     try:
-      obj = json.loads(text)
+      # Without its line ending, so that colno counts within this line.
+      obj = json.loads(text.rstrip('\r\n'))
     except json.JSONDecodeError as e:
-      raise ValueError(f'{path}:{line}: not valid JSON ({e.msg} at column '
-                       f'{e.colno}).') from e
+      raise UserInputError(f'{path}:{line}: not valid JSON ({e.msg}: column '
+                           f'{e.colno}); expected one JSON object a line.'
+                           ) from None
     if not isinstance(obj, dict):
-      raise ValueError(f'{path}:{line}: expected a JSON object, got '
+      raise UserInputError(f'{path}:{line}: expected a JSON object, got '
                        f'{type(obj).__name__}.')
     yield line, obj
 
 
 def _get(rec: dict[str, Any], field: str, path: str, line: int) -> Any:
   if field not in rec:
-    raise ValueError(f'{path}:{line}: no column {field!r}; the columns are '
+    raise UserInputError(f'{path}:{line}: no column {field!r}; the columns are '
                      f'{sorted(rec)}. Set config.data.text_fields / '
                      'config.data.label_field to the right names.')
   return rec[field]
@@ -120,7 +140,7 @@ def _as_text(value: Any, field: str, path: str, line: int) -> str:
   if value is None:
     return ''
   if isinstance(value, (dict, list)):
-    raise ValueError(f'{path}:{line}: field {field!r} is a '
+    raise UserInputError(f'{path}:{line}: field {field!r} is a '
                      f'{type(value).__name__}, not text.')
   return str(value)
 
@@ -138,10 +158,10 @@ def _as_score(value: Any, field: str, path: str, line: int) -> float:
       raise ValueError
     score = float(value)
   except (TypeError, ValueError):
-    raise ValueError(f'{path}:{line}: regression label {field}={value!r} is '
+    raise UserInputError(f'{path}:{line}: regression label {field}={value!r} is '
                      'not a number.') from None
   if not math.isfinite(score):
-    raise ValueError(f'{path}:{line}: regression label {field}={value!r} is '
+    raise UserInputError(f'{path}:{line}: regression label {field}={value!r} is '
                      'not finite.')
   return score
 
@@ -160,12 +180,12 @@ def read_file(path: str, text_fields: Sequence[str], label_field: str,
     label = (_as_score(raw, label_field, path, line) if regression
              else _label_key(raw))
     if not regression and not label:
-      raise ValueError(f'{path}:{line}: empty label in column {label_field!r}.')
+      raise UserInputError(f'{path}:{line}: empty label in column {label_field!r}.')
     if not all(t.strip() for t in texts):
       empty.append(line)
     out.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label, line))
   if not out:
-    raise ValueError(f'{path}: no examples (the file has no data rows).')
+    raise UserInputError(f'{path}: no examples (the file has no data rows).')
   if empty:
     logging.warning('%s: %d examples have an empty text field (first at line '
                     '%d); check config.data.text_fields=%s.', path, len(empty),
@@ -177,7 +197,7 @@ def infer_label_names(examples: Sequence[Example], path: str) -> tuple[str, ...]
   """Sorted label set: numerically if every label is an integer, else as text."""
   names = set(e.label for e in examples)
   if len(names) < 2:
-    raise ValueError(f'{path}: only one label ({sorted(names)}) in the '
+    raise UserInputError(f'{path}: only one label ({sorted(names)}) in the '
                      'training file; classification needs at least two. Is '
                      'config.data.label_field the right column?')
   try:
@@ -193,7 +213,7 @@ def to_class_ids(examples: Sequence[Example], label_names: Sequence[str],
   out = []
   for e in examples:
     if e.label not in ids:
-      raise ValueError(
+      raise UserInputError(
           f'{path}:{e.idx}: label {e.label!r} is not one of the labels of '
           f'{source} {list(label_names)}; the model cannot predict it.')
     out.append(e._replace(label=ids[e.label]))
@@ -226,13 +246,13 @@ def load(train_file: str, eval_file: str, text_fields: str, label_field: str,
   max_eval = tfds_source.check_max_examples(max_eval_examples)
   fields = parse_text_fields(text_fields)
   if not label_field:
-    raise ValueError('config.data.label_field is empty; name the label column.')
+    raise UserInputError('config.data.label_field is empty; name the label column.')
   train = read_file(train_file, fields, label_field, regression) if train_file else []
   evals = read_file(eval_file, fields, label_field, regression) if eval_file else []
   if not regression:
     if label_names is None:
       if not train:
-        raise ValueError('local_classification needs config.data.train_file '
+        raise UserInputError('local_classification needs config.data.train_file '
                          '(or a fine-tuned checkpoint) to know its labels.')
       label_names = infer_label_names(train, train_file)
       label_source = train_file

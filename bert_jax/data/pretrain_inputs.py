@@ -21,6 +21,7 @@ from bert_jax.data import objectives
 from bert_jax.data import packing
 from bert_jax.data import prepare
 from bert_jax.data import pretraining as examples_lib
+from bert_jax.errors import UserInputError
 from bert_jax.text import base as text_base
 from bert_jax.text import load_tokenizer
 from bert_jax.text import train_tokenizer as train_lib
@@ -108,7 +109,9 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
   docs = list(corpora.load_corpus(data.corpus, data.max_documents or None))
   train_docs, eval_docs = corpora.split_documents(docs, data.eval_fraction, seed)
   if not train_docs:
-    raise ValueError(f'Corpus {data.corpus!r} gave no training documents.')
+    raise UserInputError(
+        f'data.corpus={data.corpus!r} gave no training documents ({len(docs)} '
+        f'documents, data.eval_fraction={data.eval_fraction} held out).')
   tok = _tokenizer(data, workdir, train_docs, tokenizer_path)
   train = _examples(train_docs, tok, data, seed, data.dupe_factor)
   ev = _examples(eval_docs, tok, data, seed + 1, 1) if eval_docs else None

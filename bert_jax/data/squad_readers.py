@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 import dataclasses
 import json
-import os
 from typing import Any
 
+from bert_jax.data import text_files
 from bert_jax.data import tfds_source
+from bert_jax.errors import UserInputError
 
 @dataclasses.dataclass(frozen=True)
 class SquadExample:
@@ -89,8 +90,8 @@ class _Json:
   def __init__(self, path: str):
     self.path = path
 
-  def error(self, where: str, message: str) -> ValueError:
-    return ValueError(f'{self.path}: {where}: {message}')
+  def error(self, where: str, message: str) -> UserInputError:
+    return UserInputError(f'{self.path}: {where}: {message}')
 
   def get(self, obj: Any, key: str, kind: type | tuple[type, ...], where: str,
           default: Any = ...) -> Any:
@@ -126,24 +127,24 @@ def read_squad_json(path: str, max_examples: int = 0) -> list[SquadExample]:
     The examples in file order.
 
   Raises:
-    FileNotFoundError: If the file does not exist.
-    ValueError: If the file is empty, not JSON, or not SQuAD-shaped, or an
-      answer does not match its context at ``answer_start``; the message
-      names the file and the JSON path (``data[0].paragraphs[2].qas[1]``).
+    InputFileNotFoundError: If the file does not exist.
+    UserInputError: If the file is empty, not UTF-8 JSON, not SQuAD-shaped,
+      or an answer does not match its context at ``answer_start``; the
+      message names the file and the JSON path (``data[0].paragraphs[2].
+      qas[1]``) or line.
       Also on a negative max_examples.
   """
   max_examples = tfds_source.check_max_examples(max_examples)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'SQuAD file not found: {path}')
-  with open(path, encoding='utf-8') as f:
-    raw = f.read()
+  text_files.check_file(path, 'SQuAD file')
+  raw = text_files.read_text(path)  # BOM, encoding: see text_files.
   if not raw.strip():
-    raise ValueError(f'{path} is empty; expected SQuAD JSON '
-                     '{"data": [{"paragraphs": [...]}]}')
+    raise UserInputError(f'{path} is empty; expected SQuAD JSON '
+                         '{"data": [{"paragraphs": [...]}]}')
   try:
     top = json.loads(raw)
   except json.JSONDecodeError as e:
-    raise ValueError(f'{path} is not valid JSON: {e}') from e
+    raise UserInputError(f'{path}:{e.lineno}: not valid JSON ({e.msg}: '
+                         f'column {e.colno}); expected SQuAD JSON.') from None
   j = _Json(path)
   examples: list[SquadExample] = []
   seen: dict[str, str] = {}
@@ -186,5 +187,5 @@ def read_squad_json(path: str, max_examples: int = 0) -> list[SquadExample]:
             qid=qid, question=question, context=context, answers=tuple(texts),
             answer_starts=tuple(starts), is_impossible=not texts, title=title))
   if not examples:
-    raise ValueError(f'{path} holds no questions (no data[].paragraphs[].qas[])')
+    raise UserInputError(f'{path} holds no questions (no data[].paragraphs[].qas[])')
   return examples

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from bert_jax.data import loader as loader_lib
+from bert_jax.errors import UserInputError
 from bert_jax.tasks import registry
 from bert_jax.train import checkpoint as ckpt_lib
 from bert_jax.train import evaluators
@@ -36,7 +37,22 @@ from bert_jax.train.preemption import Preempted
 
 
 def validate(config: Any, num_devices: int | None = None) -> None:
-  """Checks values no type system catches, before anything is read or compiled."""
+  """Checks values no type system catches, before anything is read or compiled.
+
+  Raises:
+    UserInputError: Naming the config field and what it should be.
+  """
+  try:
+    _check_config(config, num_devices)
+  except UserInputError:
+    raise
+  except ValueError as e:
+    # Every check below is about a config value (the messages name the
+    # field), so its ValueError is the user's to fix: no traceback.
+    raise UserInputError(str(e)) from e
+
+
+def _check_config(config: Any, num_devices: int | None) -> None:
   registry.get(config.task)
   num_devices = num_devices or jax.device_count()
   mesh_shape = sharding.mesh_shape(config.mesh, num_devices)

@@ -365,7 +365,7 @@ def test_answer_start_mismatch_names_file_and_path(tmp_path):
 @pytest.mark.parametrize('content, message', [
     ('', r'empty\.json is empty'),
     ('  \n', r'empty\.json is empty'),
-    ('{"data": [', r'empty\.json is not valid JSON: .*line 1 column'),
+    ('{"data": [', r'empty\.json:1: not valid JSON \(.*: column 11\)'),
     ('[]', r"empty\.json: \(top level\): expected a JSON object"),
     ({'data': []}, r'empty\.json holds no questions'),
     ({'data': [{'paragraphs': [{'qas': []}]}]},
