@@ -155,10 +155,14 @@ def _resolve(config: Any, vocab_size: int) -> Any:
   return config
 
 
-def compile_train_step(config: Any, target: aot_topology.Target,
+def compile_train_step(config: Any, target: aot_topology.Target | Any,
                        vocab_size: int = 30522, num_labels: int = 2
                        ) -> Compiled:
   """Lowers and compiles the trainer's train step for TARGET's devices.
+
+  TARGET is an ``aot_topology.Target`` or anything with its ``name``,
+  ``devices``, ``num_chips`` and ``num_hosts`` (``aot_topology.LocalTarget``:
+  this host's own devices, as experiments/compile_scale.py uses).
 
   Raises:
     ValueError: A config the trainer would reject on that slice.

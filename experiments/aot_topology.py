@@ -91,6 +91,18 @@ class Target:
             f'{self.chip.generation}, {self.num_hosts} hosts)')
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalTarget:
+  """This host's own devices (CPU, GPU or TPU), one process."""
+  devices: tuple[Any, ...]
+  name: str = 'this host'
+  num_hosts: int = 1
+
+  @property
+  def num_chips(self) -> int:
+    return len(self.devices)
+
+
 def parse(name: str) -> tuple[Chip, tuple[int, ...]]:
   """(chip, torus shape) of a slice name; a ValueError lists what is valid."""
   valid = ("a Cloud TPU slice name such as v4-8, v5e-16, v5p-128, v6e-256 "

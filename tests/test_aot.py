@@ -180,3 +180,21 @@ def test_tiny_config_compiles_for_a_tpu_slice():
   # Data parallelism: gradients are summed over data x fsdp.
   assert r['collectives']['all-reduce']['count'] > 0
   assert 'NOTE' not in aot_report.format_report(r)
+
+
+def test_compile_scale_rows_and_memory_account():
+  from experiments import compile_scale
+  rows = compile_scale.plan(['tiny'], [False, True], ['none', 'full'], ['tiny'])
+  assert rows == [('tiny', False, 'none'), ('tiny', True, 'none'),
+                  ('tiny', False, 'full'), ('tiny', True, 'full')]
+  with pytest.raises(ValueError, match='tiny'):
+    compile_scale.plan(['huge'], [False], ['none'], [])
+  r = compile_scale.compile_row('tiny', True, 'full', batch=8, seq_len=32,
+                                vocab_size=1000)
+  m = r['memory_mib']
+  assert r['layers'] == 2 and r['dtype'] == 'float32' and r['compile_s'] > 0
+  # Arguments: params + two Adam moments (fp32) + the batch, at least.
+  assert r['params'] > 1e5
+  assert m['argument'] >= 3 * r['params'] * 4 / 2**20 * 0.99
+  assert m['temp'] > 0 and m['total'] >= m['argument']
+  assert '| tiny (2 layers) | scan | full |' in compile_scale.format_row(r)
