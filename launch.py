@@ -1,4 +1,5 @@
-r"""Entry point: flags -> config -> ``bert_jax.train.trainer.run(config, workdir)``.
+r"""Entry point: flags -> config -> ``bert_jax.train.phases.run(config, workdir)``
+(``trainer.run``, twice for a two-phase recipe).
 
   python launch.py --config=configs/pretrain.py:size=tiny,runlocal --workdir=/tmp/run
 
@@ -88,8 +89,9 @@ def main(argv):
                     'install the accelerator build of jax (pip install -e '
                     "'.[cuda12]', '.[cuda13]' or '.[tpu]'; docs/distributed.md).",
                     unused)
-  from bert_jax.train import trainer  # pylint: disable=g-import-not-at-top
-  trainer.run(FLAGS.config, FLAGS.workdir)
+  # phases.run is trainer.run, or two of them for a two-phase recipe.
+  from bert_jax.train import phases  # pylint: disable=g-import-not-at-top
+  phases.run(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

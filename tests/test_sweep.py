@@ -10,6 +10,7 @@ import pytest
 
 from experiments import report
 from experiments import sweep
+from experiments import trials
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = os.path.join('experiments', 'sweeps', 'variants.py')
@@ -163,7 +164,7 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
         json.dump({'step': 1, 'eval': {'mlm_accuracy': 0.5}}, f)
     return subprocess.CompletedProcess(cmd, 1 if workdir.endswith('first') else 0)
 
-  monkeypatch.setattr(sweep.subprocess, 'run', fake_run)
+  monkeypatch.setattr(trials.subprocess, 'run', fake_run)
   assert sweep.main(['--sweep', path, '--root', str(tmp_path / 'r')]) == 1
   assert len(calls) == 2 and '--config.seed=2' in calls[1]
   assert 'error: 1 run(s) failed: first' in capsys.readouterr().err
