@@ -34,7 +34,13 @@ import sys
 from typing import Any
 
 from experiments import aggregate
-from experiments import plots
+
+try:
+  from experiments import plots
+except ImportError as e:  # A plain `pip install -e .` has no matplotlib.
+  plots = None
+  _NO_PLOTS = (f'no figures ({e}): pip install -e \'.[experiments]\' (matplotlib) '
+               'for them.')
 
 # Metrics where lower is better (sorted ascending).
 _LOWER_IS_BETTER = re.compile(r'loss|perplexity|ppl|error')
@@ -249,9 +255,11 @@ def write_report(path: str, root: str, title: str, table_md: str,
 
   def add(name: str, caption: str, draw) -> None:
     target = os.path.join(fig_dir, name)
-    if draw(target):
+    if plots is not None and draw(target):
       figures.append((caption, os.path.relpath(target, out_dir)))
 
+  if plots is None:
+    print(f'note: {_NO_PLOTS}', file=sys.stderr)  # The table alone, then.
   add('learning_curves.png', 'Learning curves (mean over seeds, band ±1 std)',
       lambda p: plots.learning_curves(groups, root, metric, p))
   if metric:

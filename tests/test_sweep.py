@@ -244,3 +244,64 @@ def test_report_reads_finetuning_results_and_lists_missing_runs(tmp_path, capsys
       capsys.readouterr().out
   assert report.main(['--root', str(tmp_path), '--metric', 'mlm_accuracy']) == 2
   assert "'mlm_accuracy' is in no run" in capsys.readouterr().err
+
+
+FAKE_SBATCH = r'''#!/bin/bash
+# Records its arguments, then runs the array tasks listed in $FAKE_SBATCH_RUN
+# (a space-separated list of indices) one after the other, as SLURM would.
+echo "$@" >> "$FAKE_SBATCH_LOG"
+script="${@: -1}"
+for i in $FAKE_SBATCH_RUN; do
+  SLURM_ARRAY_TASK_ID=$i bash "$script" || echo "task $i failed" >> "$FAKE_SBATCH_LOG"
+done
+echo "Submitted batch job 4242"
+'''
+
+
+def test_slurm_job_array_with_a_fake_sbatch(tmp_path):
+  """One real trial, run by the fake scheduler; the report reads what finished."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  (bin_dir / 'sbatch').write_text(FAKE_SBATCH)
+  (bin_dir / 'sbatch').chmod(0o755)
+  log = tmp_path / 'sbatch.log'
+  root = tmp_path / 'root'
+  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
+             FAKE_SBATCH_LOG=str(log), FAKE_SBATCH_RUN='0')
+  args = ['-m', 'experiments.sweep', '--sweep', VARIANTS, '--root', str(root),
+          '--only', 'baseline', '--seeds', '2', '--scheduler', 'slurm',
+          '--workers', '2', '--sbatch_args=--partition=debug --time=5', '--set', *QUICK]
+  r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                     text=True, timeout=400, env=env)
+  assert r.returncode == 0, r.stdout + r.stderr
+  script = root / 'slurm' / 'job-0.sbatch'
+  assert log.read_text().splitlines()[0] == \
+      f'--array=0-1%2 --partition=debug --time=5 {script}'
+  assert 'Submitted batch job 4242' in r.stdout
+  assert '--trial "$SLURM_ARRAY_TASK_ID"' in script.read_text()
+  listed = json.loads((root / 'slurm' / 'job-0.json').read_text())['trials']
+  assert [t['name'] for t in listed] == ['baseline.seed0', 'baseline.seed1']
+  done = root / 'baseline.seed0'
+  assert (done / 'eval_results.json').exists() and not (root / 'baseline.seed1').exists()
+  assert json.loads((done / 'config.json').read_text())['seed'] == 0
+  assert json.loads((done / 'status.json').read_text())['status'] == 'done'
+  # The report reads whatever has finished (and writes its figures).
+  rep = _cli('experiments.report', str(root))
+  assert rep.returncode == 0, rep.stderr
+  assert '| baseline | (none) | 1/2 done (missing) | 2 |' in rep.stdout
+  assert (root / 'report_files' / 'learning_curves.png').exists()
+  # Resubmitting sends only the unfinished trial; nothing runs this time.
+  env['FAKE_SBATCH_RUN'] = ''
+  r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                     text=True, timeout=120, env=env)
+  assert r.returncode == 0, r.stdout + r.stderr
+  assert 'baseline.seed0: skipped' in r.stdout
+  assert log.read_text().splitlines()[1].startswith('--array=0-0%2 ')
+  assert [t['name'] for t in json.loads(
+      (root / 'slurm' / 'job-1.json').read_text())['trials']] == ['baseline.seed1']
+  # An array task of a finished trial does nothing.
+  r = _cli('experiments.sweep', '--trial_list', str(root / 'slurm' / 'job-0.json'),
+           '--trial', '0')
+  assert r.returncode == 0 and 'skipped' in r.stdout
+  assert _cli('experiments.sweep', '--trial_list', str(root / 'slurm' / 'job-0.json'),
+              '--trial', '5').returncode == 2
