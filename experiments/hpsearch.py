@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f'{len(unfinished)} search trial(s) not finished ({", ".join(unfinished[:5])}'
           f'{", ..." if len(unfinished) > 5 else ""}); rerun this command to '
           'continue (finished trials are skipped).', file=sys.stderr)
-    return rc or 1
+    # Submitted to SLURM is no failure: the next invocation goes on from there.
+    return rc or (0 if args.scheduler == 'slurm' else 1)
 
   try:
     _, metric, groups = _summaries(search_root, args.metric, entries)
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             f'on {test_file}: {_summary_line(fs)}')
     else:
       print('final trial(s) not finished; rerun this command.', file=sys.stderr)
-      final_rc = final_rc or 1
+      final_rc = final_rc or (0 if args.scheduler == 'slurm' else 1)
   trials_lib.write_json(os.path.join(root, 'hpsearch.json'), outcome)
   lines = [f'# Hyper-parameter search: {os.path.basename(root)}', '',
            f'Selected on {outcome["selection_on"]} by mean {metric} '

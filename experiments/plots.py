@@ -141,11 +141,13 @@ def heatmap(groups: list[dict[str, Any]], metric: str, fields: tuple[str, str],
   ax.set_yticks(range(len(ys)), [str(y) for y in ys])
   ax.set_xlabel(fx)
   ax.set_ylabel(fy)
+  lo, hi = np.nanmin(grid), np.nanmax(grid)
   for i in range(len(ys)):
     for j in range(len(xs)):
       if not np.isnan(grid[i, j]):
+        bright = hi > lo and (grid[i, j] - lo) / (hi - lo) > 0.6  # viridis: yellow
         ax.text(j, i, f'{grid[i, j]:.3f}', ha='center', va='center',
-                color='white', fontsize=8)
+                color='black' if bright else 'white', fontsize=8)
   fig.colorbar(im, ax=ax, label=metric)
   ax.set_title(f'mean {metric}' + (' (averaged over the other fields)'
                                      if averaged else ''), fontsize=9)

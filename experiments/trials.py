@@ -106,9 +106,12 @@ def expand(base: str, runs: list[tuple[str, dict[str, Any]]],
           else own[0]
       out.append(Trial(name, name, seed, spec, overrides, common))
       continue
-    if 'seed' in overrides or 'seed' in common:
+    if 'seed' in overrides:
       raise ValueError(f'entry {name!r} sets seed itself but has {len(own)} seeds '
                        f'({own}); drop its seed or its seeds.')
+    if 'seed' in common:
+      raise ValueError(f'--set seed={common["seed"]} fixes the seed, but entry '
+                       f'{name!r} has {len(own)} seeds ({own}); use --seeds.')
     out += [Trial(f'{name}.seed{s}', name, s, spec, overrides, common) for s in own]
   return out
 
