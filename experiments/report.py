@@ -317,11 +317,16 @@ def main(argv: list[str] | None = None) -> int:
   lower = args.lower_is_better
   if lower is None:
     lower = default_lower(metric)
-  if any(len(g['trials']) > 1 for g in groups):  # Seeds (or folds): statistics.
+  several = any(len(g['trials']) > 1 for g in groups)  # Seeds (or folds).
+  if several:
     header, cells, notes = aggregate.table(groups, metric, args.baseline, lower)
   else:
     header, cells, notes = table(rows, metric, args.baseline, lower)
   text = markdown(header, cells) + ''.join(f'\n\n{n}' for n in notes)
+  if several:
+    every, every_cells = aggregate.all_metrics_table(groups)
+    text += ('\n\nEvery metric, mean ± std [95% CI] over finished trials:\n\n' +
+             markdown(every, every_cells))
   print(text)
   if args.markdown:
     with open(args.markdown, 'w') as f:

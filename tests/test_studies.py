@@ -270,6 +270,9 @@ def test_report_over_seeds_writes_table_and_figures(tmp_path, monkeypatch, capsy
     assert f'](rep_files/{png})' in text
     assert (tmp_path / 'rep_files' / png).read_bytes()[:4] == b'\x89PNG'
   assert 'Noise rule' in text
+  # Every metric gets its statistics too (here best_accuracy, the same values).
+  assert ('| learning_rate-5e-05__global_batch_size-32 | 0.7420 ± 0.0100 [0.7172, 0.7668] '
+          '(n=3) | 0.7420 ± 0.0100 [0.7172, 0.7668] (n=3) |') in text
 
 
 def test_recipes_sweep_uses_one_base_per_entry(tmp_path, capsys):
