@@ -174,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     lower = report.default_lower(metric)
   best = select(groups, metric, lower)
   what = 'folds' if args.kfold else 'seeds'
+  tied = sorted(g['name'] for g in groups if g is not best and g['summaries'].get(metric)
+                and g['summaries'][metric].mean == best['summaries'][metric].mean)
+  # A tie is picked by name: say so, it is no evidence for the setting.
+  tie = (f' (tied with {", ".join(tied)}: picked the first by name)' if tied else '')
   print(f'\nselected {best["name"]}: {metric} {_summary_line(best["summaries"][metric])} '
-        f'over {what} on the dev split')
+        f'over {what} on the dev split{tie}')
   report.main([search_root, '--metric', metric, '--baseline', best['name'],
                '--out', os.path.join(root, 'search_report.md')] +
               (['--lower_is_better', str(lower)] if args.lower_is_better is not None
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
       'metric': metric, 'lower_is_better': lower, 'selection_on': (
           f'{args.kfold}-fold cross-validation of data.train_file' if args.kfold
           else 'the dev split (data.eval_file / the task\'s validation split)'),
-      'selected': best['name'], 'setting': entries[best['name']],
+      'selected': best['name'], 'tied_with': tied, 'setting': entries[best['name']],
       'search': {g['name']: dataclasses.asdict(g['summaries'][metric])
                  for g in groups if g['summaries'].get(metric)}}
   test_file = args.test_file
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
            f'Selected on {outcome["selection_on"]} by mean {metric} '
            f'({"lower" if lower else "higher"} is better): **{best["name"]}** '
            f'({report.overrides_text(entries[best["name"]])}), '
-           f'{_summary_line(best["summaries"][metric])}.', '',
+           f'{_summary_line(best["summaries"][metric])}{tie}.', '',
            'Search table and figures: [search_report.md](search_report.md).', '']
   if 'final' in outcome:
     lines += [f'Final evaluation (trained on all of data.train_file, evaluated on '

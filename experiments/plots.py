@@ -89,7 +89,7 @@ def bars(groups: list[dict[str, Any]], metric: str, baseline: str, path: str) ->
   shown = [(g['name'], s) for g in groups if (s := g['summaries'].get(metric))]
   if not shown:
     return False
-  fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(shown) + 2), 3.8))
+  fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(shown) + 2), 3.8))
   x = np.arange(len(shown))
   err = [s.half_width or 0.0 for _, s in shown]
   colors = ['tab:gray' if n == baseline else 'tab:blue' for n, _ in shown]
@@ -97,7 +97,8 @@ def bars(groups: list[dict[str, Any]], metric: str, baseline: str, path: str) ->
   ax.set_xticks(x, [f'{n}\n(n={s.n})' for n, s in shown], rotation=45,
                 ha='right', fontsize=7)
   ax.set_ylabel(metric)
-  ax.set_title(f'{metric}: mean, error bar = 95% CI (gray: {baseline})', fontsize=9)
+  ax.set_title(f'{metric}: mean, error bars 95% CI', fontsize=9)
+  ax.set_xlabel(f'gray: {baseline}', fontsize=8)
   lo = min(s.mean - e for (_, s), e in zip(shown, err))
   hi = max(s.mean + e for (_, s), e in zip(shown, err))
   pad = (hi - lo) * 0.15 or abs(hi) * 0.05 or 0.01
