@@ -258,7 +258,7 @@ echo "Submitted batch job 4242"
 '''
 
 
-def test_slurm_job_array_with_a_fake_sbatch(tmp_path):
+def test_slurm_job_array_with_a_fake_sbatch(tmp_path, monkeypatch, capsys):
   """One real trial, run by the fake scheduler; the report reads what finished."""
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
@@ -266,18 +266,19 @@ def test_slurm_job_array_with_a_fake_sbatch(tmp_path):
   (bin_dir / 'sbatch').chmod(0o755)
   log = tmp_path / 'sbatch.log'
   root = tmp_path / 'root'
-  env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
-             FAKE_SBATCH_LOG=str(log), FAKE_SBATCH_RUN='0')
-  args = ['-m', 'experiments.sweep', '--sweep', VARIANTS, '--root', str(root),
-          '--only', 'baseline', '--seeds', '2', '--scheduler', 'slurm',
-          '--workers', '2', '--sbatch_args=--partition=debug --time=5', '--set', *QUICK]
-  r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                     text=True, timeout=400, env=env)
-  assert r.returncode == 0, r.stdout + r.stderr
+  monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
+  monkeypatch.setenv('FAKE_SBATCH_LOG', str(log))
+  monkeypatch.setenv('FAKE_SBATCH_RUN', '0')
+  args = ['--sweep', VARIANTS, '--root', str(root), '--only', 'baseline', '--seeds', '2',
+          '--scheduler', 'slurm', '--workers', '2',
+          '--sbatch_args=--partition=debug --time=5', '--set', *QUICK]
+  # In this process; sbatch's array task runs `python -m experiments.sweep
+  # --trial_list ... --trial 0` and launch.py as subprocesses, as on a cluster.
+  assert sweep.main(args) == 0, capsys.readouterr()
   script = root / 'slurm' / 'job-0.sbatch'
   assert log.read_text().splitlines()[0] == \
       f'--array=0-1%2 --partition=debug --time=5 {script}'
-  assert 'Submitted batch job 4242' in r.stdout
+  assert 'Submitted batch job 4242' in capsys.readouterr().out
   assert '--trial "$SLURM_ARRAY_TASK_ID"' in script.read_text()
   listed = json.loads((root / 'slurm' / 'job-0.json').read_text())['trials']
   assert [t['name'] for t in listed] == ['baseline.seed0', 'baseline.seed1']
@@ -286,22 +287,19 @@ def test_slurm_job_array_with_a_fake_sbatch(tmp_path):
   assert json.loads((done / 'config.json').read_text())['seed'] == 0
   assert json.loads((done / 'status.json').read_text())['status'] == 'done'
   # The report reads whatever has finished (and writes its figures).
-  rep = _cli('experiments.report', str(root))
-  assert rep.returncode == 0, rep.stderr
-  assert '| baseline | (none) | 1/2 done (missing) | 2 |' in rep.stdout
+  assert report.main([str(root)]) == 0
+  assert '| baseline | (none) | 1/2 done (missing) | 2 |' in capsys.readouterr().out
   assert (root / 'report_files' / 'learning_curves.png').exists()
   # Resubmitting sends only the unfinished trial; nothing runs this time.
-  env['FAKE_SBATCH_RUN'] = ''
-  r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                     text=True, timeout=120, env=env)
-  assert r.returncode == 0, r.stdout + r.stderr
-  assert 'baseline.seed0: skipped' in r.stdout
+  monkeypatch.setenv('FAKE_SBATCH_RUN', '')
+  assert sweep.main(args) == 0
+  assert 'baseline.seed0: skipped' in capsys.readouterr().out
   assert log.read_text().splitlines()[1].startswith('--array=0-0%2 ')
   assert [t['name'] for t in json.loads(
       (root / 'slurm' / 'job-1.json').read_text())['trials']] == ['baseline.seed1']
-  # An array task of a finished trial does nothing.
-  r = _cli('experiments.sweep', '--trial_list', str(root / 'slurm' / 'job-0.json'),
-           '--trial', '0')
-  assert r.returncode == 0 and 'skipped' in r.stdout
-  assert _cli('experiments.sweep', '--trial_list', str(root / 'slurm' / 'job-0.json'),
-              '--trial', '5').returncode == 2
+  # An array task of a finished trial does nothing; a bad index fails.
+  job0 = str(root / 'slurm' / 'job-0.json')
+  assert sweep.main(['--trial_list', job0, '--trial', '0']) == 0
+  assert 'skipped' in capsys.readouterr().out
+  assert sweep.main(['--trial_list', job0, '--trial', '5']) == 2
+  assert 'has trials 0-1' in capsys.readouterr().err
