@@ -1,4 +1,5 @@
-r"""Entry point: flags -> config -> ``bert_jax.train.trainer.run(config, workdir)``.
+r"""Entry point: flags -> config -> ``bert_jax.train.phases.run(config, workdir)``
+(``trainer.run``, twice for a two-phase recipe).
 
   python launch.py --config=configs/pretrain.py:size=tiny,runlocal --workdir=/tmp/run
 
@@ -98,13 +99,14 @@ def main(argv):
                     unused)
   # pylint: disable=g-import-not-at-top
   from bert_jax.train import checkpoint
-  from bert_jax.train import trainer
+  from bert_jax.train import phases
   from bert_jax.train import workdir_lock
   # pylint: enable=g-import-not-at-top
   user_errors = (errors.UserInputError, FileNotFoundError, IsADirectoryError,
                  workdir_lock.WorkdirLocked, checkpoint.CheckpointMismatchError)
   try:
-    trainer.run(FLAGS.config, FLAGS.workdir)
+    # phases.run is trainer.run, or two of them for a two-phase recipe.
+    phases.run(FLAGS.config, FLAGS.workdir)
   except user_errors as e:
     if _show_tracebacks():
       raise

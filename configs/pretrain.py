@@ -3,7 +3,23 @@ r"""Pretraining config: ``get_config('size=base,objective=mlm_sop,runlocal')``.
 Arguments (comma separated):
   size       tiny | mini | small | medium | base | large   (default base)
   objective  mlm | mlm_nsp | mlm_sop                       (default mlm_nsp)
+  recipe     bert | bert_2phase | modern                   (default bert)
   runlocal   shrink batch, steps and eval to run on a laptop CPU in minutes.
+
+Recipes (what each sets; any field can still be overridden):
+  bert         the original BERT choices: post-LN, LayerNorm, learned
+               positions (512 rows), GELU MLP, biases, dropout 0.1, MLM + NSP,
+               15% masking, sequence 128 (today's defaults).
+  bert_2phase  bert, then as the BERT paper and NVIDIA's recipe: sequence 128
+               for 90% of train.num_steps, then 512 for the last 10%,
+               continuing from phase 1's checkpoint (config.phase2;
+               bert_jax/train/phases.py). Position embeddings have 512 rows
+               from the start, so phase 2 only trains the rows it now uses.
+  modern       the choices of recent encoders (ModernBERT, MosaicBERT):
+               pre-norm, GeGLU (intermediate 8/3 x hidden, to the nearest
+               multiple of 64, so the MLP keeps BERT's parameter count), RoPE,
+               no biases, attention dropout 0, packed rows, MLM only with 30%
+               masking (objective= still chooses another objective).
 
 Launch commands::
 
@@ -26,16 +42,21 @@ Launch commands::
 Any field can be overridden, e.g. ``--config.optim.learning_rate=5e-4``.
 """
 
+import math
+
 import ml_collections
 
 from bert_jax.data import objectives
 from configs import common
+
+RECIPES = ('bert', 'bert_2phase', 'modern')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg, {
       'size': common.SIZE_NAMES,
       'objective': objectives.NAMES,
+      'recipe': RECIPES,
       'runlocal': ()})
   size = args.get('size', 'base')
   runlocal = bool(args.get('runlocal', False))
@@ -88,6 +109,39 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.mesh = common.mesh_group()
   config.logical_axis_rules = ()        # () = bert_jax.train.sharding.DEFAULT_RULES.
   config.ckpt = common.ckpt_group()
+
+  # A second pretraining phase at another sequence length, continuing from
+  # the first (bert_jax/train/phases.py): phase 1 runs (1 - fraction) x
+  # train.num_steps in WORKDIR/phase1, phase 2 the rest in WORKDIR, from
+  # phase 1's params with a fresh optimizer and schedule (as BERT's
+  # init_checkpoint did). fraction 0 = one phase.
+  config.phase2 = ml_collections.ConfigDict()
+  p2 = config.phase2
+  p2.fraction = 0.0
+  p2.max_seq_length = 512
+  p2.max_predictions_per_seq = 80       # BERT's value at 512.
+  p2.global_batch_size = 0              # 0 = train.global_batch_size.
+  p2.warmup_fraction = 0.1              # Of phase 2's steps.
+  p2.prepared_dir = ''                  # Examples prepared at 512 ('' = build).
+
+  recipe = args.get('recipe', 'bert')
+  if recipe == 'bert_2phase':
+    p2.fraction = 0.1
+    config.model.max_position_embeddings = 512
+  elif recipe == 'modern':
+    m = config.model
+    m.norm_placement = 'pre'
+    m.mlp_type = 'geglu'
+    # Two input projections: 8/3 x hidden keeps 4 x hidden's parameters.
+    m.intermediate_size = max(64, round(8 * m.hidden_size / 3 / 64) * 64)
+    m.position_embedding = 'rope'
+    m.use_bias = False
+    m.attention_dropout = 0.0
+    d.packing = True
+    d.objective = args.get('objective', 'mlm')
+    d.mask_rate = 0.3
+    # Room for 30% of a row's tokens (BERT's 20 is 15% of 128).
+    d.max_predictions_per_seq = int(math.ceil(d.mask_rate * d.max_seq_length))
 
   if runlocal:
     d.tokenizer_vocab_size = 8000

@@ -10,6 +10,7 @@ import pytest
 
 from experiments import report
 from experiments import sweep
+from experiments import trials
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = os.path.join('experiments', 'sweeps', 'variants.py')
@@ -163,7 +164,7 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
         json.dump({'step': 1, 'eval': {'mlm_accuracy': 0.5}}, f)
     return subprocess.CompletedProcess(cmd, 1 if workdir.endswith('first') else 0)
 
-  monkeypatch.setattr(sweep.subprocess, 'run', fake_run)
+  monkeypatch.setattr(trials.subprocess, 'run', fake_run)
   assert sweep.main(['--sweep', path, '--root', str(tmp_path / 'r')]) == 1
   assert len(calls) == 2 and '--config.seed=2' in calls[1]
   assert 'error: 1 run(s) failed: first' in capsys.readouterr().err
@@ -243,3 +244,62 @@ def test_report_reads_finetuning_results_and_lists_missing_runs(tmp_path, capsys
       capsys.readouterr().out
   assert report.main(['--root', str(tmp_path), '--metric', 'mlm_accuracy']) == 2
   assert "'mlm_accuracy' is in no run" in capsys.readouterr().err
+
+
+FAKE_SBATCH = r'''#!/bin/bash
+# Records its arguments, then runs the array tasks listed in $FAKE_SBATCH_RUN
+# (a space-separated list of indices) one after the other, as SLURM would.
+echo "$@" >> "$FAKE_SBATCH_LOG"
+script="${@: -1}"
+for i in $FAKE_SBATCH_RUN; do
+  SLURM_ARRAY_TASK_ID=$i bash "$script" || echo "task $i failed" >> "$FAKE_SBATCH_LOG"
+done
+echo "Submitted batch job 4242"
+'''
+
+
+def test_slurm_job_array_with_a_fake_sbatch(tmp_path, monkeypatch, capsys):
+  """One real trial, run by the fake scheduler; the report reads what finished."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  (bin_dir / 'sbatch').write_text(FAKE_SBATCH)
+  (bin_dir / 'sbatch').chmod(0o755)
+  log = tmp_path / 'sbatch.log'
+  root = tmp_path / 'root'
+  monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
+  monkeypatch.setenv('FAKE_SBATCH_LOG', str(log))
+  monkeypatch.setenv('FAKE_SBATCH_RUN', '0')
+  args = ['--sweep', VARIANTS, '--root', str(root), '--only', 'baseline', '--seeds', '2',
+          '--scheduler', 'slurm', '--workers', '2',
+          '--sbatch_args=--partition=debug --time=5', '--set', *QUICK]
+  # In this process; sbatch's array task runs `python -m experiments.sweep
+  # --trial_list ... --trial 0` and launch.py as subprocesses, as on a cluster.
+  assert sweep.main(args) == 0, capsys.readouterr()
+  script = root / 'slurm' / 'job-0.sbatch'
+  assert log.read_text().splitlines()[0] == \
+      f'--array=0-1%2 --partition=debug --time=5 {script}'
+  assert 'Submitted batch job 4242' in capsys.readouterr().out
+  assert '--trial "$SLURM_ARRAY_TASK_ID"' in script.read_text()
+  listed = json.loads((root / 'slurm' / 'job-0.json').read_text())['trials']
+  assert [t['name'] for t in listed] == ['baseline.seed0', 'baseline.seed1']
+  done = root / 'baseline.seed0'
+  assert (done / 'eval_results.json').exists() and not (root / 'baseline.seed1').exists()
+  assert json.loads((done / 'config.json').read_text())['seed'] == 0
+  assert json.loads((done / 'status.json').read_text())['status'] == 'done'
+  # The report reads whatever has finished (and writes its figures).
+  assert report.main([str(root)]) == 0
+  assert '| baseline | (none) | 1/2 done (missing) | 2 |' in capsys.readouterr().out
+  assert (root / 'report_files' / 'learning_curves.png').exists()
+  # Resubmitting sends only the unfinished trial; nothing runs this time.
+  monkeypatch.setenv('FAKE_SBATCH_RUN', '')
+  assert sweep.main(args) == 0
+  assert 'baseline.seed0: skipped' in capsys.readouterr().out
+  assert log.read_text().splitlines()[1].startswith('--array=0-0%2 ')
+  assert [t['name'] for t in json.loads(
+      (root / 'slurm' / 'job-1.json').read_text())['trials']] == ['baseline.seed1']
+  # An array task of a finished trial does nothing; a bad index fails.
+  job0 = str(root / 'slurm' / 'job-0.json')
+  assert sweep.main(['--trial_list', job0, '--trial', '0']) == 0
+  assert 'skipped' in capsys.readouterr().out
+  assert sweep.main(['--trial_list', job0, '--trial', '5']) == 2
+  assert 'has trials 0-1' in capsys.readouterr().err

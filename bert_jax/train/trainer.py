@@ -265,6 +265,9 @@ def train_loop(r: Run) -> dict[str, Any]:
 
 def _write_results(workdir: str, result: dict[str, Any]) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
+    # Atomically: a sweep counts a trial as finished when this file exists.
+    path = os.path.join(workdir, 'eval_results.json')
+    with open(path + '.tmp', 'w') as f:
       json.dump(result, f, indent=2, sort_keys=True, default=float)
+    os.replace(path + '.tmp', path)
 
