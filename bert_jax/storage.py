@@ -107,10 +107,13 @@ def isfile(path: str | os.PathLike) -> bool:
 
 
 def makedirs(path: str | os.PathLike) -> None:
-  """Creates PATH and its parents (a no-op on object storage with no folders)."""
-  if is_uri(path):
-    _epath(path).mkdir(parents=True, exist_ok=True)
-  else:
+  """Creates folder PATH and its parents; a no-op for a URI.
+
+  Object storage has no folders (a file's upload makes its prefix), and
+  gcsfs's makedirs would create a missing *bucket*: a typo in a bucket name
+  should fail at the first write, naming the path, not make a new bucket.
+  """
+  if not is_uri(path):
     os.makedirs(path, exist_ok=True)
 
 
@@ -158,10 +161,16 @@ def rmtree(path: str | os.PathLike) -> None:
 
 def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
   """Moves SRC to DST (a file or a folder; copy + delete on object storage)."""
-  if is_uri(src) or is_uri(dst):
-    _epath(src).rename(dst)
-  else:
+  if not (is_uri(src) or is_uri(dst)):
     os.rename(src, dst)
+  elif isdir(src):
+    # By hand: epath's rename wants DST's parent to exist, and on object
+    # storage an empty "folder" does not.
+    copytree(src, dst)
+    rmtree(src)
+  else:
+    copyfile(src, dst)
+    remove(src)
 
 
 def copyfile(src: str | os.PathLike, dst: str | os.PathLike) -> None:

