@@ -131,7 +131,11 @@ def glob(pattern: str) -> list[str]:
   # epath globs relative to a folder: split at the first magic component.
   scheme, rest = pattern.split('://', 1)
   parts = rest.split('/')
-  fixed = next(i for i, p in enumerate(parts) if glob_lib.has_magic(p))
+  fixed = next((i for i, p in enumerate(parts) if glob_lib.has_magic(p)), None)
+  if fixed is None:
+    return [pattern] if exists(pattern) else []
+  if fixed == 0:
+    raise ValueError(f'{pattern}: a glob in the bucket name is not supported.')
   root = _epath(f'{scheme}://' + '/'.join(parts[:fixed]))
   return sorted(os.fspath(p) for p in root.glob('/'.join(parts[fixed:])))
 
