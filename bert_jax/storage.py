@@ -15,8 +15,10 @@ What object storage cannot do, and what is done instead:
 - No ``O_EXCL``: ``create_new`` uses a generation precondition
   (``ifGenerationMatch=0``, gcsfs's ``'xb'`` mode) on ``gs://``, which GCS
   applies atomically. Other URIs check, then write (best effort).
-- Libraries that read only local files (array_record, sentencepiece's model
-  file) get a local copy from ``local_copy``.
+- Libraries that read or write only local files get local ones: a temporary
+  copy (``local_copy``: tokenizers' vocab, sentencepiece's model), a cached
+  copy (``cached_copy``: array_record shards, read many times), or a folder
+  uploaded when done (``local_dir_for``: array_record's writer).
 """
 
 from __future__ import annotations
