@@ -28,7 +28,8 @@ from bert_jax import errors
 config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/pretrain.py:size=tiny,runlocal.',
     lock_config=True)
-flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and logs go.')
+flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and logs go: '
+                    'a local path or gs://BUCKET/PATH (needs .[gcs]).')
 flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0, for jax.distributed.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes in the job.')

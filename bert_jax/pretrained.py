@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from bert_jax import storage
 from bert_jax.models import encoder as encoder_lib
 from bert_jax.models.config import ModelConfig
 
@@ -36,19 +37,17 @@ TASK_METADATA = 'task.json'
 
 
 def save_model_config(directory: str, config: ModelConfig) -> None:
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, MODEL_CONFIG), 'w') as f:
-    f.write(config.to_json())
+  storage.makedirs(directory)
+  storage.write_text(os.path.join(directory, MODEL_CONFIG), config.to_json())
 
 
 def load_model_config(directory: str) -> ModelConfig:
   path = os.path.join(directory, MODEL_CONFIG)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(
         f'{path} not found: {directory!r} is not a bert_jax checkpoint '
         'directory (expected model_config.json, params/ or checkpoints/).')
-  with open(path) as f:
-    return ModelConfig.from_dict(json.load(f))
+  return ModelConfig.from_dict(json.loads(storage.read_text(path)))
 
 
 def save_pretrained(directory: str, params: Any, config: ModelConfig,
@@ -58,7 +57,7 @@ def save_pretrained(directory: str, params: Any, config: ModelConfig,
   With several processes every one must call it (orbax synchronises them);
   process 0 writes the files.
   """
-  directory = os.path.abspath(directory)
+  directory = storage.absolute(directory)
   if jax.process_index() == 0:
     save_model_config(directory, config)
     if tokenizer is not None:
@@ -70,9 +69,9 @@ def save_pretrained(directory: str, params: Any, config: ModelConfig,
 
 def _latest_step_dir(directory: str) -> str | None:
   root = os.path.join(directory, CHECKPOINTS)
-  if not os.path.isdir(root):
+  if not storage.isdir(root):
     return None
-  steps = [int(d) for d in os.listdir(root) if d.isdigit()]
+  steps = [int(d) for d in storage.listdir(root) if d.isdigit()]
   return os.path.join(root, str(max(steps))) if steps else None
 
 
@@ -89,9 +88,9 @@ def _restore_numpy(path: str) -> Any:
 
 def load_params(directory: str) -> dict[str, Any]:
   """Params (numpy pytree) of a pretrained directory or a training workdir."""
-  directory = os.path.abspath(directory)
+  directory = storage.absolute(directory)
   params_dir = os.path.join(directory, PARAMS)
-  if os.path.isdir(params_dir):
+  if storage.isdir(params_dir):
     return _restore_numpy(params_dir)
   step_dir = _latest_step_dir(directory)
   if step_dir is None:
@@ -102,8 +101,8 @@ def load_params(directory: str) -> dict[str, Any]:
 
 
 def tokenizer_dir(directory: str) -> str:
-  path = os.path.join(os.path.abspath(directory), TOKENIZER)
-  if not os.path.isdir(path):
+  path = os.path.join(storage.absolute(directory), TOKENIZER)
+  if not storage.isdir(path):
     raise FileNotFoundError(f'No tokenizer in {directory!r}: {path} is missing.')
   return path
 
@@ -132,18 +131,17 @@ def load_pretrained(directory: str, scan_layers: bool | None = None
 
 def save_task_metadata(directory: str, metadata: dict[str, Any]) -> None:
   """Writes a fine-tuned task's facts (labels, task name...) to task.json."""
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, TASK_METADATA), 'w') as f:
-    json.dump(metadata, f, indent=2, sort_keys=True)
+  storage.makedirs(directory)
+  storage.write_text(os.path.join(directory, TASK_METADATA),
+                     json.dumps(metadata, indent=2, sort_keys=True))
 
 
 def load_task_metadata(directory: str) -> dict[str, Any] | None:
   """The task.json of a fine-tuned checkpoint, or None when there is none."""
   path = os.path.join(directory, TASK_METADATA) if directory else ''
-  if not path or not os.path.isfile(path):
+  if not path or not storage.isfile(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def saved_labels(directory: str) -> list[str] | None:

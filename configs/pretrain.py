@@ -32,10 +32,11 @@ Launch commands::
       --workdir=$HOME/runs/bert_base --config.data.corpus=/data/wiki/*.txt \
       --config.model.dtype=bfloat16
 
-  # Cloud TPU pod slice (run on every host; FSDP over 4 chips per replica):
+  # Cloud TPU pod slice (run on every host; FSDP over 4 chips per replica;
+  # the workdir in a bucket, so a preempted VM resumes; needs .[tpu,gcs]):
   gcloud compute tpus tpu-vm ssh $TPU --worker=all --command="cd bert_jax && \
       python launch.py --config=configs/pretrain.py:size=large,objective=mlm_sop \
-      --workdir=/mnt/runs/bert_large --config.mesh.fsdp=4 \
+      --workdir=gs://$BUCKET/runs/bert_large --config.mesh.fsdp=4 \
       --config.model.dtype=bfloat16 --config.model.scan_layers=True \
       --config.data.corpus=tfds:wikipedia/20230601.en:train"
 

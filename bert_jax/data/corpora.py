@@ -13,7 +13,7 @@ by a spec string:
   documents, quick to load (sizes and timing in docs/pretraining.md). The
   exact text depends on the interpreter's version and platform (a module that
   fails to import is skipped), not on anything else.
-* A local path or glob, or several joined by commas: text files in the original
+* A path or glob (local, or gs://... and other URIs), or several joined by commas: text files in the original
   BERT format, one sentence per line, documents separated by blank lines.
 * `'tfds:NAME[:SPLIT]'`, e.g. `'tfds:wikipedia/20230601.en:train'`: a TFDS
   dataset read through `bert_jax.data.tfds_source` (array_record files, no
@@ -31,7 +31,6 @@ by a spec string:
 
 from collections.abc import Iterable, Iterator, Sequence
 import contextlib
-import glob
 import hashlib
 import importlib
 import inspect
@@ -42,6 +41,7 @@ import re
 import sys
 import warnings
 
+from bert_jax import storage
 from bert_jax.data import text_files
 from bert_jax.data import tfds_source
 from bert_jax.errors import InputFileNotFoundError, UserInputError
@@ -150,7 +150,8 @@ def load_corpus(spec: str = 'builtin',
     docs = _builtin_documents()
   elif spec.startswith('tfds:'):
     docs = _tfds_documents(spec, text_key=text_key, data_dir=data_dir)
-  elif spec and not _SCHEME_RE.match(spec):
+  elif spec and (not _SCHEME_RE.match(spec)
+                 or spec.split('://', 1)[0] in storage.URI_SCHEMES):
     docs = _file_documents(spec)
   else:
     raise UserInputError(f'unknown corpus spec {spec!r} (data.corpus); valid '
@@ -201,12 +202,13 @@ def _file_documents(spec: str) -> Iterator[list[str]]:
   """Documents from BERT-format text files named by paths/globs."""
   paths = []
   for part in spec.split(','):
-    part = os.path.expanduser(part.strip())
+    part = part.strip()
+    part = part if storage.is_uri(part) else os.path.expanduser(part)
     if not part:
       continue
-    matches = sorted(glob.glob(part)) if glob.has_magic(part) else (
-        [part] if os.path.exists(part) else [])
-    matches = [p for p in matches if os.path.isfile(p)]
+    matches = storage.glob(part) if storage.has_magic(part) else (
+        [part] if storage.exists(part) else [])
+    matches = [p for p in matches if storage.isfile(p)]
     if not matches:
       raise InputFileNotFoundError(
           f'corpus file or glob {part!r} matches no file')

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from bert_jax import storage
 from bert_jax.data import tfds_source
 
 
@@ -196,8 +197,8 @@ def write_glue_submission(task: str, idx: Sequence[int], predictions: Sequence[A
   else:
     cells = [str(int(p)) for p in preds]
   order = np.argsort(idx, kind='stable')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'w', newline='') as f:
+  storage.makedirs(os.path.dirname(storage.absolute(path)))
+  with storage.open_file(path, 'w', newline='') as f:
     w = csv.writer(f, delimiter='\t', lineterminator='\n')
     w.writerow(['index', 'prediction'])
     for i in order:

@@ -27,6 +27,7 @@ from array_record.python import array_record_data_source
 from array_record.python import array_record_module
 import numpy as np
 
+from bert_jax import storage
 from bert_jax.data import corpora
 from bert_jax.data import objectives
 from bert_jax.data import packing
@@ -76,7 +77,7 @@ def prepare(corpus: str | Iterable[Sequence[str]],
   if shard_size < 1:
     raise ValueError(f'shard_size must be >= 1, got {shard_size}')
   objectives.get(objective)  # Fail before the corpus is read.
-  if os.path.exists(os.path.join(out_dir, META_FILE)):
+  if storage.exists(os.path.join(out_dir, META_FILE)):
     raise FileExistsError(f'{out_dir} already holds prepared examples '
                           f'({META_FILE}); choose another --out')
   if isinstance(corpus, str):
@@ -87,7 +88,7 @@ def prepare(corpus: str | Iterable[Sequence[str]],
   splits = {'train': (train_docs, dupe_factor)}
   if eval_docs:
     splits['eval'] = (eval_docs, 1)
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   meta = {
       'format': FORMAT,
       'corpus': spec,
@@ -124,9 +125,9 @@ def prepare(corpus: str | Iterable[Sequence[str]],
         'padding_fraction': round(pretraining.padding_fraction(examples), 4),
         'files': files,
     }
-  with open(os.path.join(out_dir, META_FILE), 'w') as f:
-    json.dump(meta, f, indent=2)
-    f.write('\n')
+  # Last: meta.json marks the folder complete.
+  storage.write_text(os.path.join(out_dir, META_FILE),
+                     json.dumps(meta, indent=2) + '\n')
   return meta
 
 
@@ -137,7 +138,7 @@ def load_prepared(directory: str,
   records = []
   for name in meta['splits'][split]['files']:
     reader = array_record_module.ArrayRecordReader(
-        _shard_path(directory, name))
+        storage.cached_copy(_shard_path(directory, name)))
     try:
       records.extend(reader.read_all())
     finally:
@@ -154,8 +155,9 @@ class PreparedSource:
   def __init__(self, directory: str, split: str = 'train'):
     self._meta = read_meta(directory, split)
     self._directory, self._split = directory, split
+    # array_record reads local files only: remote shards are cached locally.
     self._source = array_record_data_source.ArrayRecordDataSource(
-        [_shard_path(directory, f)
+        [storage.cached_copy(_shard_path(directory, f))
          for f in self._meta['splits'][split]['files']])
 
   def __len__(self) -> int:
@@ -176,11 +178,10 @@ class PreparedSource:
 def read_meta(directory: str, split: str | None = None) -> dict[str, Any]:
   """Reads and checks `meta.json`; with `split`, checks the split exists."""
   path = os.path.join(directory, META_FILE)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     raise FileNotFoundError(f'no prepared examples at {directory}: {path} is '
                             'missing (run python -m bert_jax.data.prepare)')
-  with open(path) as f:
-    meta = json.load(f)
+  meta = json.loads(storage.read_text(path))
   if meta.get('format') != FORMAT:
     raise ValueError(f'{path} has format {meta.get("format")!r}, expected '
                      f'{FORMAT!r}')
@@ -189,7 +190,7 @@ def read_meta(directory: str, split: str | None = None) -> dict[str, Any]:
       raise ValueError(f'{directory} has no split {split!r}; it has '
                        f'{sorted(meta["splits"])}')
     for name in meta['splits'][split]['files']:
-      if not os.path.exists(_shard_path(directory, name)):
+      if not storage.exists(_shard_path(directory, name)):
         raise FileNotFoundError(
             f'shard {_shard_path(directory, name)} listed in {path} is missing')
   return meta
@@ -207,16 +208,18 @@ def _write_shards(examples: dict[str, np.ndarray], out_dir: str, split: str,
   rows = rows.astype('<i4')
   num_shards = max(1, -(-len(rows) // shard_size))
   files = []
-  for shard in range(num_shards):
-    name = f'{split}-{shard:05d}-of-{num_shards:05d}.array_record'
-    writer = array_record_module.ArrayRecordWriter(
-        _shard_path(out_dir, name), _WRITER_OPTIONS)
-    try:
-      for row in rows[shard * shard_size:(shard + 1) * shard_size]:
-        writer.write(row.tobytes())
-    finally:
-      writer.close()
-    files.append(name)
+  # array_record writes local files only: a remote OUT_DIR gets them uploaded.
+  with storage.local_dir_for(out_dir) as local_dir:
+    for shard in range(num_shards):
+      name = f'{split}-{shard:05d}-of-{num_shards:05d}.array_record'
+      writer = array_record_module.ArrayRecordWriter(
+          _shard_path(local_dir, name), _WRITER_OPTIONS)
+      try:
+        for row in rows[shard * shard_size:(shard + 1) * shard_size]:
+          writer.write(row.tobytes())
+      finally:
+        writer.close()
+      files.append(name)
   return files
 
 

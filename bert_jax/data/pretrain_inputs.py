@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from bert_jax import storage
 from bert_jax.data import corpora
 from bert_jax.data import objectives
 from bert_jax.data import packing
@@ -41,7 +42,7 @@ def _tokenizer(data: Any, workdir: str, train_docs: list[list[str]],
   if tokenizer_path or data.tokenizer:
     return load_tokenizer(tokenizer_path or data.tokenizer)
   out_dir = os.path.join(workdir, 'tokenizer')
-  if os.path.exists(os.path.join(out_dir, text_base.CONFIG_FILE)):
+  if storage.exists(os.path.join(out_dir, text_base.CONFIG_FILE)):
     logging.info('Reusing the tokenizer trained earlier in %s', out_dir)
     return load_tokenizer(out_dir)
   t0 = time.perf_counter()

@@ -19,9 +19,9 @@ splitting before decoding cannot cut a character.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
+from bert_jax import storage
 from bert_jax.errors import InputFileNotFoundError, UserInputError
 
 _BOM = b'\xef\xbb\xbf'
@@ -30,9 +30,9 @@ _UTF16_BOMS = (b'\xff\xfe', b'\xfe\xff')
 
 def check_file(path: str, what: str = 'file') -> None:
   """Raises InputFileNotFoundError unless PATH is a file (naming WHAT it is)."""
-  if os.path.isdir(path):
+  if storage.isdir(path):
     raise InputFileNotFoundError(f'{path}: is a directory; expected a {what}.')
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     raise InputFileNotFoundError(f'{path}: no such {what}.')
 
 
@@ -74,7 +74,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
   """
   check_file(path)
   offset = 0
-  with open(path, 'rb') as f:
+  with storage.open_file(path, 'rb') as f:
     for number, raw in enumerate(f, start=1):
       skip = _check_start(path, raw) if number == 1 else 0
       yield number, _decode(path, raw[skip:], number, offset + skip)
@@ -84,7 +84,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
 def read_text(path: str) -> str:
   """The whole of a UTF-8 file (BOM dropped); errors as `iter_lines`."""
   check_file(path)
-  with open(path, 'rb') as f:
+  with storage.open_file(path, 'rb') as f:
     raw = f.read()
   skip = _check_start(path, raw)
   return _decode(path, raw[skip:], 1, skip)

@@ -19,6 +19,7 @@ from absl import logging
 import jax.numpy as jnp
 import numpy as np
 from bert_jax import pretrained
+from bert_jax import storage
 from bert_jax.data import glue
 from bert_jax.data import local_files
 from bert_jax.data.glue import Example
@@ -185,14 +186,14 @@ class ClassificationTask(FinetuneTask):
     zip and submit."""
     examples = [self.eval_examples[split][i] for i in rows]
     logits = np.asarray(outputs['logits'], np.float32)
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(directory)
     probs = None
     if not self.regression:
       z = np.exp(logits - logits.max(-1, keepdims=True))
       probs = z / z.sum(-1, keepdims=True)
     unlabeled = self._unlabeled(split)
     path = os.path.join(directory, f'predictions_{_safe_name(split)}.jsonl')
-    with open(path, 'w') as f:
+    with storage.open_file(path, 'w') as f:
       for r, e in enumerate(examples):
         rec = {'index': e.idx, 'text_a': e.text_a}
         if e.text_b is not None:

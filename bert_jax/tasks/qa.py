@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bert_jax import storage
 from bert_jax.data import squad
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import BertForQuestionAnswering
@@ -241,13 +242,13 @@ class QaTask(FinetuneTask):
     (``--na-prob-file null_odds_SPLIT.json``)."""
     r = self.postprocess(split, outputs)
     if directory is not None:
-      os.makedirs(directory, exist_ok=True)
+      storage.makedirs(directory)
       files = [('predictions', r['predictions']), ('nbest', r['nbest'])]
       if self.version_2:
         files.append(('null_odds', r['null_odds']))
       for stem, obj in files:
         path = os.path.join(directory, f'{stem}_{split}.json')
-        with open(path, 'w', encoding='utf-8') as f:
+        with storage.open_file(path, 'w', encoding='utf-8') as f:
           json.dump(obj, f, indent=2, ensure_ascii=False)
           f.write('\n')
     answers = {e.qid: list(e.answers) for e in self.eval_examples[split]}

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from bert_jax import pretrained
+from bert_jax import storage
 from bert_jax.data import conll
 from bert_jax.data import tfds_source
 from bert_jax.models.config import ModelConfig
@@ -248,9 +249,9 @@ class TaggingTask(FinetuneTask):
     between sentences (conlleval's input format)."""
     sents, gold, pred = self._tag_lists(split, outputs)
     if directory is not None:
-      os.makedirs(directory, exist_ok=True)
+      storage.makedirs(directory)
       path = os.path.join(directory, f'predictions_{split}.txt')
-      with open(path, 'w', encoding='utf-8') as f:
+      with storage.open_file(path, 'w', encoding='utf-8') as f:
         for s, g, p in zip(sents, gold, pred):
           f.writelines(f'{w} {a} {b}\n' for w, a, b in zip(s.tokens, g, p))
           f.write('\n')

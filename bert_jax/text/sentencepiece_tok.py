@@ -13,6 +13,7 @@ import os
 
 import sentencepiece as spm
 
+from bert_jax import storage
 from bert_jax.text import base
 
 MODEL_FILE = 'spiece.model'
@@ -51,11 +52,12 @@ class SentencePieceTokenizer(base.Tokenizer):
       FileNotFoundError: If `model_file` does not exist.
       ValueError: If the model has no piece to use as [CLS] or [SEP].
     """
-    if not os.path.isfile(model_file):
+    if not storage.isfile(model_file):
       raise FileNotFoundError(f'SentencePiece model not found: {model_file}')
     self.model_file = model_file
     self._do_lower_case = do_lower_case
-    self._sp = spm.SentencePieceProcessor(model_file=model_file)
+    with storage.local_copy(model_file) as local:  # spm reads local files.
+      self._sp = spm.SentencePieceProcessor(model_file=local)
     sp = self._sp
     unk = sp.unk_id()
     pad = self._find(PAD, '<pad>')
@@ -166,8 +168,8 @@ class SentencePieceTokenizer(base.Tokenizer):
 
   def save(self, directory: str) -> None:
     """Writes spiece.model and tokenizer_config.json."""
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(directory)
     # From memory, so saving works even if the source file has gone.
-    with open(os.path.join(directory, MODEL_FILE), 'wb') as f:
+    with storage.open_file(os.path.join(directory, MODEL_FILE), 'wb') as f:
       f.write(self._sp.serialized_model_proto())
     self._write_config(directory)

@@ -8,6 +8,7 @@ them and decides which one a path on disk holds.
 import json
 import os
 
+from bert_jax import storage
 from bert_jax.text import base
 from bert_jax.text import sentencepiece_tok
 from bert_jax.text import wordpiece
@@ -28,13 +29,12 @@ _SP_FILES = (sentencepiece_tok.MODEL_FILE, 'sentencepiece.model',
 
 def _read_config(directory: str) -> dict:
   path = os.path.join(directory, base.CONFIG_FILE)
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     return {}
-  with open(path) as f:
-    try:
-      config = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f'{path} is not valid JSON: {e}') from e
+  try:
+    config = json.loads(storage.read_text(path))
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path} is not valid JSON: {e}') from e
   if not isinstance(config, dict):
     raise ValueError(f'{path} should hold a JSON object, got {config!r}')
   return config
@@ -63,7 +63,7 @@ def load_tokenizer(path: str, do_lower_case: bool | None = None) -> Tokenizer:
       every path looked for.
     ValueError: If the file type or the config's `kind` is not known.
   """
-  if os.path.isfile(path):
+  if storage.isfile(path):
     if path.endswith('.model'):
       kind, file, config = 'sentencepiece', path, {}
     elif path.endswith('.txt'):
@@ -72,7 +72,7 @@ def load_tokenizer(path: str, do_lower_case: bool | None = None) -> Tokenizer:
       raise ValueError(
           f'cannot tell the tokenizer type of {path}: expected a WordPiece '
           'vocab (.txt), a SentencePiece model (.model) or a folder')
-  elif os.path.isdir(path):
+  elif storage.isdir(path):
     config = _read_config(path)
     kind = config.get('kind')
     if kind is not None and kind not in KINDS:
@@ -83,7 +83,7 @@ def load_tokenizer(path: str, do_lower_case: bool | None = None) -> Tokenizer:
     sp_files = [os.path.join(path, f) for f in _SP_FILES]
     candidates = {'wordpiece': [vocab], 'sentencepiece': sp_files}
     looked_for = candidates[kind] if kind else [vocab] + sp_files
-    file = next((f for f in looked_for if os.path.isfile(f)), None)
+    file = next((f for f in looked_for if storage.isfile(f)), None)
     if file is None:
       raise FileNotFoundError(
           f'no tokenizer files in {path}; looked for {looked_for}')

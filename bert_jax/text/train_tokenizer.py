@@ -12,6 +12,7 @@ import collections
 from collections.abc import Callable, Iterable, Iterator, Mapping
 import io
 import os
+import tempfile
 
 from absl import logging
 import sentencepiece as spm
@@ -21,6 +22,7 @@ from tokenizers import normalizers
 from tokenizers import pre_tokenizers
 from tokenizers import trainers
 
+from bert_jax import storage
 from bert_jax.text import sentencepiece_tok
 from bert_jax.text import tokenizer as tokenizer_lib
 from bert_jax.text import wordpiece
@@ -101,15 +103,16 @@ def train_wordpiece(texts: Iterable[str],
       continuing_subword_prefix='##',
       show_progress=False)
   tok.train_from_iterator(_repeat_words(counts), trainer=trainer)
-  os.makedirs(out_dir, exist_ok=True)
-  tok.model.save(out_dir)  # Writes vocab.txt.
-  # Reloaded rather than returned as is: the freshly trained object has no
-  # [CLS]/[SEP] handling and treats every character as special; this also
-  # checks that the written file loads.
-  result = wordpiece.WordPieceTokenizer(
+  with tempfile.TemporaryDirectory() as tmp:  # tokenizers writes local files.
+    tok.model.save(tmp)  # Writes vocab.txt.
+    # Reloaded rather than returned as is: the freshly trained object has no
+    # [CLS]/[SEP] handling and treats every character as special; this also
+    # checks that the written file loads.
+    wordpiece.WordPieceTokenizer(
+        os.path.join(tmp, wordpiece.VOCAB_FILE),
+        do_lower_case=do_lower_case).save(out_dir)
+  return wordpiece.WordPieceTokenizer(
       os.path.join(out_dir, wordpiece.VOCAB_FILE), do_lower_case=do_lower_case)
-  result.save(out_dir)
-  return result
 
 
 def _alphabet(counts: Mapping[str, int], limit: int) -> list[str]:
@@ -170,9 +173,9 @@ def train_sentencepiece(
       vocab_size=vocab_size,
       model_type=model_type,
       **_SP_OPTIONS)
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   path = os.path.join(out_dir, sentencepiece_tok.MODEL_FILE)
-  with open(path, 'wb') as f:
+  with storage.open_file(path, 'wb') as f:
     f.write(model.getvalue())
   result = sentencepiece_tok.SentencePieceTokenizer(
       path, do_lower_case=do_lower_case)

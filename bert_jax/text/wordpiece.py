@@ -11,7 +11,6 @@ past 200 characters, the original BERT's limit, not Hugging Face's 100.
 
 from collections.abc import Sequence
 import os
-import shutil
 
 import tokenizers
 from tokenizers import decoders
@@ -19,6 +18,7 @@ from tokenizers import models
 from tokenizers import normalizers
 from tokenizers import pre_tokenizers
 
+from bert_jax import storage
 from bert_jax.text import base
 
 VOCAB_FILE = 'vocab.txt'
@@ -76,13 +76,14 @@ class WordPieceTokenizer(base.Tokenizer):
       FileNotFoundError: If `vocab_file` does not exist.
       ValueError: If a special token is missing from the vocabulary.
     """
-    if not os.path.isfile(vocab_file):
+    if not storage.isfile(vocab_file):
       raise FileNotFoundError(f'WordPiece vocabulary not found: {vocab_file}')
     self.vocab_file = vocab_file
     self._do_lower_case = do_lower_case
     self.strip_accents = strip_accents
     self.tokenize_chinese_chars = tokenize_chinese_chars
-    vocab = models.WordPiece.read_file(vocab_file)
+    with storage.local_copy(vocab_file) as local:  # tokenizers reads local files.
+      vocab = models.WordPiece.read_file(local)
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
       raise ValueError(
@@ -168,11 +169,14 @@ class WordPieceTokenizer(base.Tokenizer):
     The config also carries Hugging Face's keys, so the folder loads with
     `transformers.BertTokenizer.from_pretrained` too.
     """
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(directory)
     target = os.path.join(directory, VOCAB_FILE)
-    if not (os.path.exists(target) and os.path.samefile(self.vocab_file,
-                                                        target)):
-      shutil.copyfile(self.vocab_file, target)
+    if storage.is_uri(target) or storage.is_uri(self.vocab_file):
+      same = storage.absolute(target) == storage.absolute(self.vocab_file)
+    else:
+      same = os.path.exists(target) and os.path.samefile(self.vocab_file, target)
+    if not same:
+      storage.copyfile(self.vocab_file, target)
     self._write_config(
         directory,
         strip_accents=self.strip_accents,

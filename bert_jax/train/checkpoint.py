@@ -31,7 +31,6 @@ import errno
 import json
 import os
 import re
-import shutil
 from typing import Any
 
 from absl import logging
@@ -41,6 +40,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
+from bert_jax import storage
 from bert_jax.data import loader as loader_lib
 
 COMMIT_MARKER = 'commit_success.txt'   # Written by orbax just before the rename.
@@ -69,16 +69,16 @@ def step_problem(step_dir: str) -> str | None:
   Cheap checks only: markers and the small JSON files. A truncated array file
   passes them and fails at restore, where ``restore_latest`` falls back too.
   """
-  if not os.path.isdir(step_dir):
+  if not storage.isdir(step_dir):
     return 'it is missing'
   for item in ('', 'state', 'metadata'):
-    if not os.path.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
+    if not storage.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
       where = f'{item}/' if item else ''
       return (f'{where}{COMMIT_MARKER} (the commit marker) is missing: the '
               'save did not finish')
   for name in _JSON_FILES:
     try:
-      with open(os.path.join(step_dir, name), 'rb') as f:
+      with storage.open_file(os.path.join(step_dir, name), 'rb') as f:
         json.load(f)
     except (OSError, ValueError) as e:
       return f'{name} is unreadable ({type(e).__name__}: {e})'
@@ -114,7 +114,7 @@ class Checkpointer:
     if keep < 1:
       raise ValueError(f'ckpt.keep={keep} must be >= 1: the newest good '
                        'checkpoint is always kept.')
-    workdir = os.path.abspath(workdir)
+    workdir = storage.absolute(workdir)
     self.directory = os.path.join(workdir, 'checkpoints')
     self.broken_directory = os.path.join(workdir, BROKEN_DIR)
     self.every_steps, self.keep, self.async_save = every_steps, keep, async_save
@@ -134,9 +134,9 @@ class Checkpointer:
 
   def good_steps(self) -> list[int]:
     """Committed steps on disk, oldest first (reads the directory)."""
-    if not os.path.isdir(self.directory):
+    if not storage.isdir(self.directory):
       return []
-    steps = sorted(int(d) for d in os.listdir(self.directory) if d.isdigit())
+    steps = sorted(int(d) for d in storage.listdir(self.directory) if d.isdigit())
     return [s for s in steps if step_problem(self.step_dir(s)) is None]
 
   def latest_step(self) -> int | None:
@@ -183,15 +183,15 @@ class Checkpointer:
     if jax.process_index() == 0:
       # Only good steps count: the K newest stay, the newest among them too.
       for old in self.good_steps()[:-self.keep]:
-        shutil.rmtree(self.step_dir(old), ignore_errors=True)
+        storage.rmtree(self.step_dir(old))
     self.manager.reload()
 
   def _write_failed(self, step: int, error: BaseException) -> None:
     self._pending = None
     if jax.process_index() == 0:  # Give the space back.
-      for name in os.listdir(self.directory):
+      for name in storage.listdir(self.directory):
         if name.startswith(f'{step}{_TMP_SUFFIX}'):
-          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+          storage.rmtree(os.path.join(self.directory, name))
     self.manager.reload()
     good = self.good_steps()
     raise CheckpointWriteError(
@@ -227,9 +227,9 @@ class Checkpointer:
       CheckpointMismatchError: a readable checkpoint has other leaves or
         shapes than ABSTRACT_STATE (the config changed): nothing is moved.
     """
-    if not os.path.isdir(self.directory):
+    if not storage.isdir(self.directory):
       return None
-    steps = sorted((int(d) for d in os.listdir(self.directory) if d.isdigit()),
+    steps = sorted((int(d) for d in storage.listdir(self.directory) if d.isdigit()),
                    reverse=True)
     for step in steps:
       problem = step_problem(self.step_dir(step))
@@ -269,11 +269,11 @@ class Checkpointer:
     src = self.step_dir(step)
     dst = os.path.join(self.broken_directory, str(step))
     n = 1
-    while os.path.exists(dst):
+    while storage.exists(dst):
       dst, n = os.path.join(self.broken_directory, f'{step}.{n}'), n + 1
     if jax.process_index() == 0:
-      os.makedirs(self.broken_directory, exist_ok=True)
-      os.rename(src, dst)
+      storage.makedirs(self.broken_directory)
+      storage.rename(src, dst)
       logging.warning(
           'Skipping broken checkpoint %s: %s. Moved it to %s (delete it once '
           'you have looked); trying an older step.', src, problem, dst)

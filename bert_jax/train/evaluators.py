@@ -13,13 +13,13 @@ Both are called as ``evaluator(step, params, final)`` and return the metrics.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import jax
 import numpy as np
 
 from bert_jax import pretrained
+from bert_jax import storage
 from bert_jax.train import evaluation
 from bert_jax.train import metrics_writer
 
@@ -135,8 +135,8 @@ class PredictionEvaluator:
                                c.model_config, c.tokenizer)
     if jax.process_index() == 0:
       pretrained.save_task_metadata(best_dir, c.task.metadata())
-      shutil.copytree(os.path.join(c.workdir, PREDICTIONS),
-                      os.path.join(best_dir, PREDICTIONS), dirs_exist_ok=True)
+      storage.copytree(os.path.join(c.workdir, PREDICTIONS),
+                       os.path.join(best_dir, PREDICTIONS))
 
 
 EVALUATORS = {'sums': SumsEvaluator, 'predictions': PredictionEvaluator}

@@ -1,16 +1,30 @@
 """Metrics out: TensorBoard (WORKDIR/tb), WORKDIR/metrics.jsonl, and a console
-progress line. Only process 0 writes; other processes get a no-op writer."""
+progress line. Only process 0 writes; other processes get a no-op writer.
+
+On object storage (a ``gs://`` workdir) nothing can be appended to: both go
+to a local staging folder (metrics.jsonl first downloaded, so a resumed run
+continues it) and are uploaded whole by ``sync()``: at most every
+``sync_secs`` from ``write``, at every checkpoint save and at ``close``. A
+killed run loses at most the lines since the last sync, which are those of
+steps it recomputes after resuming anyway. (tensorboardX's own ``gs://``
+writer needs google-cloud-storage and re-uploads the whole event file at
+every flush; staging works for every URI epath knows.)
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
 import jax
 from absl import logging
+
+from bert_jax import storage
 
 
 def _plain(v: Any) -> Any:
@@ -23,30 +37,56 @@ def _plain(v: Any) -> Any:
 class MetricsWriter:
   """Writes one JSON object per (step, split) and the same scalars to TB."""
 
-  def __init__(self, workdir: str, enabled: bool | None = None):
+  def __init__(self, workdir: str, enabled: bool | None = None,
+               sync_secs: float = 30.0):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.path = os.path.join(workdir, 'metrics.jsonl')
-    self._tb = None
+    self._workdir, self._sync_secs = workdir, sync_secs
+    self._tb, self._staging = None, None
     if self.enabled:
-      os.makedirs(workdir, exist_ok=True)
+      storage.makedirs(workdir)
+      local = workdir
+      if storage.is_uri(workdir):
+        local = self._staging = tempfile.mkdtemp(prefix='bert_jax_metrics_')
+        if storage.exists(self.path):  # Resuming: keep the earlier lines.
+          storage.copyfile(self.path, os.path.join(local, 'metrics.jsonl'))
+      self._local_path = os.path.join(local, 'metrics.jsonl')
+      self._last_sync = time.monotonic()
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, 'tb'))
+      self._tb = SummaryWriter(os.path.join(local, 'tb'))
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
       return
     record = {'step': int(step), 'split': split}
     record.update({k: _plain(v) for k, v in sorted(metrics.items())})
-    with open(self.path, 'a') as f:
+    with open(self._local_path, 'a') as f:
       f.write(json.dumps(record) + '\n')
     for k, v in record.items():
       if k not in ('step', 'split') and isinstance(v, float) and math.isfinite(v):
         self._tb.add_scalar(f'{split}/{k}', v, step)
     self._tb.flush()
+    if time.monotonic() - self._last_sync >= self._sync_secs:
+      self.sync()
+
+  def sync(self) -> None:
+    """Uploads the staged files to a remote workdir (a no-op locally)."""
+    if self._staging is None:
+      return
+    if os.path.exists(self._local_path):
+      storage.copyfile(self._local_path, self.path)
+    storage.copytree(os.path.join(self._staging, 'tb'),
+                     os.path.join(self._workdir, 'tb'))
+    self._last_sync = time.monotonic()
 
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+      self._tb = None
+      self.sync()
+    if self._staging is not None:
+      shutil.rmtree(self._staging, ignore_errors=True)
+      self._staging = None
 
 
 class Progress:

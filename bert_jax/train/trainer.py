@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from bert_jax import storage
 from bert_jax.data import loader as loader_lib
 from bert_jax.errors import UserInputError
 from bert_jax.tasks import registry
@@ -106,8 +107,8 @@ class Run:
 def run(config: Any, workdir: str) -> dict[str, Any]:
   """Trains (or evaluates) as ``config`` says, in ``workdir``; returns metrics."""
   validate(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = storage.absolute(workdir)  # A local path or gs://... (any epath URI).
+  storage.makedirs(workdir)
   # Before anything is written: one run per workdir (docs/reliability.md).
   with workdir_lock.hold(workdir, force=config.train.get('force_lock', False)):
     return _run_locked(config, workdir)
@@ -132,8 +133,8 @@ def _run_locked(config: Any, workdir: str) -> dict[str, Any]:
 def _write_config(config: Any, workdir: str, rules) -> None:
   d = json.loads(config.to_json())
   d['logical_axis_rules'] = [list(r) for r in rules]  # The rules in force.
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump(d, f, indent=2, sort_keys=True)
+  storage.write_text(os.path.join(workdir, 'config.json'),
+                     json.dumps(d, indent=2, sort_keys=True))
 
 
 def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
@@ -250,6 +251,7 @@ def train_loop(r: Run) -> dict[str, Any]:
           final_eval = r.evaluator(step, r.state.params, final=step == last)
         if is_save:
           r.ckpt.save(step, r.state, {'step': step}, r.loader)
+          r.writer.sync()  # Remote workdir: metrics up to here are uploaded.
         if stop:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
           break
@@ -265,9 +267,9 @@ def train_loop(r: Run) -> dict[str, Any]:
 
 def _write_results(workdir: str, result: dict[str, Any]) -> None:
   if jax.process_index() == 0:
-    # Atomically: a sweep counts a trial as finished when this file exists.
-    path = os.path.join(workdir, 'eval_results.json')
-    with open(path + '.tmp', 'w') as f:
-      json.dump(result, f, indent=2, sort_keys=True, default=float)
-    os.replace(path + '.tmp', path)
+    # Whole or not at all (storage.write_text): a sweep counts a trial as
+    # finished when this file exists.
+    storage.write_text(os.path.join(workdir, 'eval_results.json'),
+                       json.dumps(result, indent=2, sort_keys=True,
+                                  default=float))
 

@@ -11,6 +11,14 @@ takes it anyway.
 
 With several processes only process 0 takes the lock (the workdir is shared)
 and every process learns the outcome, so none trains alone.
+
+On object storage (``gs://``) there is no flock and no ``O_EXCL``: the lock
+is created with a generation precondition (``ifGenerationMatch=0``), which GCS
+applies atomically, so of two launches racing for a free (or stale) lock
+exactly one wins and the other refuses. The liveness check is the same (host
+name + PID): a preempted TPU VM that comes back under its name sees its old
+lock as stale and takes it over. On other URIs (``s3://``...) the create is a
+check-then-write: best effort.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
+
+from bert_jax import storage
 
 LOCK_NAME = 'run.lock'
 
@@ -83,8 +93,7 @@ def read(workdir: str) -> Holder | None:
   """
   path = os.path.join(workdir, LOCK_NAME)
   try:
-    with open(path) as f:
-      text = f.read()
+    text = storage.read_text(path)
   except FileNotFoundError:
     return None
   try:
@@ -96,6 +105,9 @@ def read(workdir: str) -> Holder | None:
 @contextlib.contextmanager
 def _exclusive(workdir: str) -> Iterator[None]:
   """Serialises the check-and-take of the lock between launchers."""
+  if storage.is_uri(workdir):
+    yield  # No flock on object storage: the precondition in acquire() decides.
+    return
   fd = os.open(workdir, os.O_RDONLY)
   try:
     try:
@@ -123,14 +135,19 @@ def acquire(workdir: str, force: bool = False) -> Holder:
     except ValueError as e:
       logging.warning('Replacing an unreadable lock: %s', e)
       holder = None
-      os.remove(path)
+      storage.remove(path, missing_ok=True)
     if holder is not None:
       _check_takeover(path, holder, me, force)
-      os.remove(path)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    with os.fdopen(fd, 'w') as f:
-      json.dump(dataclasses.asdict(me), f)
-      f.write('\n')
+      storage.remove(path, missing_ok=True)
+    try:
+      storage.create_new(path, json.dumps(dataclasses.asdict(me)) + '\n')
+    except FileExistsError:
+      # Another launch took it between our read and our create.
+      winner = read(workdir)
+      raise WorkdirLocked(
+          f'{workdir} was just locked by another launch'
+          f'{" (" + winner.describe() + ")" if winner else ""}; lock: {path}.'
+          ' Use another --workdir.') from None
   return me
 
 
@@ -160,7 +177,7 @@ def release(workdir: str, me: Holder) -> None:
   """Removes WORKDIR/run.lock if it is still ME's (not taken over by force)."""
   try:
     if read(workdir) == me:
-      os.remove(os.path.join(workdir, LOCK_NAME))
+      storage.remove(os.path.join(workdir, LOCK_NAME))
   except (OSError, ValueError) as e:
     logging.warning('Could not release %s: %s', os.path.join(workdir, LOCK_NAME), e)
 
