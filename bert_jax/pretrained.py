@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from bert_jax import atomic_files
 from bert_jax.models import encoder as encoder_lib
 from bert_jax.models.config import ModelConfig
 
@@ -37,8 +38,7 @@ TASK_METADATA = 'task.json'
 
 def save_model_config(directory: str, config: ModelConfig) -> None:
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, MODEL_CONFIG), 'w') as f:
-    f.write(config.to_json())
+  atomic_files.write_text(os.path.join(directory, MODEL_CONFIG), config.to_json())
 
 
 def load_model_config(directory: str) -> ModelConfig:
@@ -76,7 +76,7 @@ def _latest_step_dir(directory: str) -> str | None:
   return os.path.join(root, str(max(steps))) if steps else None
 
 
-def _restore_numpy(path: str) -> Any:
+def restore_numpy(path: str) -> Any:
   """Restores an orbax pytree as numpy arrays, whatever topology wrote it
   (a training run on 8 devices, read by one process with 4, say)."""
   with ocp.PyTreeCheckpointer() as ckptr:
@@ -92,13 +92,13 @@ def load_params(directory: str) -> dict[str, Any]:
   directory = os.path.abspath(directory)
   params_dir = os.path.join(directory, PARAMS)
   if os.path.isdir(params_dir):
-    return _restore_numpy(params_dir)
+    return restore_numpy(params_dir)
   step_dir = _latest_step_dir(directory)
   if step_dir is None:
     raise FileNotFoundError(
         f'No params in {directory!r}: expected {params_dir} or a step folder '
         f'under {os.path.join(directory, CHECKPOINTS)}.')
-  return _restore_numpy(os.path.join(step_dir, 'state'))['params']
+  return restore_numpy(os.path.join(step_dir, 'state'))['params']
 
 
 def tokenizer_dir(directory: str) -> str:
@@ -133,8 +133,8 @@ def load_pretrained(directory: str, scan_layers: bool | None = None
 def save_task_metadata(directory: str, metadata: dict[str, Any]) -> None:
   """Writes a fine-tuned task's facts (labels, task name...) to task.json."""
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, TASK_METADATA), 'w') as f:
-    json.dump(metadata, f, indent=2, sort_keys=True)
+  atomic_files.write_json(os.path.join(directory, TASK_METADATA), metadata,
+                          indent=2, sort_keys=True)
 
 
 def load_task_metadata(directory: str) -> dict[str, Any] | None:

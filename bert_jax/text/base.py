@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from bert_jax import atomic_files
+
 # Field names of `encode_batch`'s output, in a fixed order.
 BATCH_KEYS = ('input_ids', 'token_type_ids', 'attention_mask', 'word_ids')
 CONFIG_FILE = 'tokenizer_config.json'
@@ -277,9 +279,10 @@ class Tokenizer(abc.ABC):
   def _write_config(self, directory: str, **extra) -> None:
     """Writes tokenizer_config.json, which `load_tokenizer` reads back."""
     config = {'kind': self.kind, 'do_lower_case': self.do_lower_case, **extra}
-    with open(os.path.join(directory, CONFIG_FILE), 'w') as f:
-      json.dump(config, f, indent=2, sort_keys=True)
-      f.write('\n')
+    # Atomic: a run reuses its workdir's tokenizer when this file is there,
+    # and a kill mid-write must not leave half of it.
+    atomic_files.write_text(os.path.join(directory, CONFIG_FILE),
+                            json.dumps(config, indent=2, sort_keys=True) + '\n')
 
   def __repr__(self) -> str:
     return (f'{type(self).__name__}(vocab_size={self.vocab_size}, '

@@ -12,6 +12,8 @@ from typing import Any
 import jax
 from absl import logging
 
+from bert_jax import atomic_files
+
 
 def _plain(v: Any) -> Any:
   try:
@@ -27,10 +29,17 @@ class MetricsWriter:
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self._tb = None
+    self._tb_dir = os.path.join(workdir, 'tb')
+    self._purge_step: int | None = None  # Set by rewind().
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
+
+  def _tensorboard(self):
+    # Opened at the first write, so that a rewind's purge_step reaches it.
+    if self._tb is None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, 'tb'))
+      self._tb = SummaryWriter(self._tb_dir, purge_step=self._purge_step)
+    return self._tb
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
@@ -39,10 +48,39 @@ class MetricsWriter:
     record.update({k: _plain(v) for k, v in sorted(metrics.items())})
     with open(self.path, 'a') as f:
       f.write(json.dumps(record) + '\n')
+    tb = self._tensorboard()
     for k, v in record.items():
       if k not in ('step', 'split') and isinstance(v, float) and math.isfinite(v):
-        self._tb.add_scalar(f'{split}/{k}', v, step)
-    self._tb.flush()
+        tb.add_scalar(f'{split}/{k}', v, step)
+    tb.flush()
+
+  def rewind(self, step: int) -> None:
+    """Forgets what was written after STEP: the run resumes from there.
+
+    Records of later steps (written by the run that was killed or stopped
+    after its last checkpoint) are recomputed, so they are dropped, as is a
+    last line a kill cut short; the file is rewritten atomically. TensorBoard
+    gets ``purge_step`` for the same reason.
+    """
+    if not self.enabled:
+      return
+    kept, dropped = [], 0
+    if os.path.exists(self.path):
+      with open(self.path, encoding='utf-8', errors='replace') as f:
+        for line in f:
+          try:
+            keep = line.endswith('\n') and json.loads(line)['step'] <= step
+          except (ValueError, KeyError, TypeError):
+            keep = False  # Half a line, or not ours.
+          if keep:
+            kept.append(line)
+          else:
+            dropped += 1
+    if dropped:
+      atomic_files.write_text(self.path, ''.join(kept))
+      logging.warning('%s: dropped %d records after step %d (recomputed from '
+                      'the checkpoint) or cut short.', self.path, dropped, step)
+    self._purge_step = step + 1
 
   def close(self) -> None:
     if self._tb is not None:

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from bert_jax import atomic_files
 from bert_jax.data import loader as loader_lib
 from bert_jax.tasks import registry
 from bert_jax.train import checkpoint as ckpt_lib
@@ -116,8 +117,8 @@ def _run_locked(config: Any, workdir: str) -> dict[str, Any]:
 def _write_config(config: Any, workdir: str, rules) -> None:
   d = json.loads(config.to_json())
   d['logical_axis_rules'] = [list(r) for r in rules]  # The rules in force.
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump(d, f, indent=2, sort_keys=True)
+  atomic_files.write_json(os.path.join(workdir, 'config.json'), d, indent=2,
+                          sort_keys=True)
 
 
 def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
@@ -153,8 +154,12 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   restored = r.ckpt.restore_latest(jax.eval_shape(lambda: state), shardings,
                                    r.loader)
   if restored is not None:
-    r.start, r.state, _ = restored
+    r.start, r.state, metadata = restored
+    r.evaluator.restore(metadata)  # The best score so far (fine-tuning).
     metrics_writer.log_line(f'Resumed from step {r.start} ({r.ckpt.directory}).')
+  # Records after the restored step are recomputed: drop them (and any line
+  # half written by a killed run), so each (step, split) appears once.
+  r.writer.rewind(r.start)
   return r
 
 
@@ -232,23 +237,31 @@ def train_loop(r: Run) -> dict[str, Any]:
           meter.log(step)
         if is_eval:
           final_eval = r.evaluator(step, r.state.params, final=step == last)
+          if step == last:  # Before the final save: a kill after it loses nothing.
+            _write_results(r.workdir, _result(step, final_eval, r.stats))
         if is_save:
-          r.ckpt.save(step, r.state, {'step': step}, r.loader)
+          r.ckpt.save(step, r.state, {'step': step, **r.evaluator.metadata()},
+                      r.loader)
         if stop:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
           break
     finally:
       r.ckpt.close()
       r.writer.close()
-  result = {'step': step, 'eval': final_eval, 'stats': r.stats}
-  if final_eval:
+  result = _result(step, final_eval, r.stats)
+  if final_eval and step != last:  # Stopped early: its last evaluation.
     _write_results(r.workdir, result)
   result['state'] = r.state
   return result
 
 
+def _result(step: int, final_eval: dict[str, Any], stats: dict[str, Any]
+            ) -> dict[str, Any]:
+  return {'step': step, 'eval': final_eval, 'stats': stats}
+
+
 def _write_results(workdir: str, result: dict[str, Any]) -> None:
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
-      json.dump(result, f, indent=2, sort_keys=True, default=float)
+  if jax.process_index() == 0:  # Whole or not at all: the sweep runner reads it.
+    atomic_files.write_json(os.path.join(workdir, 'eval_results.json'), result,
+                            indent=2, sort_keys=True, default=float)
 
