@@ -18,7 +18,7 @@ uninterrupted one does (docs/reliability.md, "Killed runs").
      eval     at ``[pause] eval@<s>`` (mid-evaluation) of a random eval step;
      best     (fine-tuning) at ``[pause] best@<s>``: mid-write of ``best/``.
    The targets lie after the newest committed checkpoint, so every kill costs
-   recomputed steps.
+   recomputed steps, and move through the run from kill to kill.
 3. Compares the final checkpoints' whole train state (params and optimizer
    state, as numpy) bitwise, metrics.jsonl (the per-launch throughput figures
    left out) and eval_results.json; for fine-tuning also ``best/`` (params
@@ -76,7 +76,8 @@ FINETUNE = ['--config=configs/finetune.py:task=local_regression,runlocal',
 TOPICS = os.path.join(REPO, 'tests', 'tasks', 'fixtures', 'topics_{}.tsv')
 
 
-def commands(kind: str, base: str, steps: int) -> tuple[list[str] | None, list[str]]:
+def commands(kind: str, base: str, steps: int, init_from: str = ''
+             ) -> tuple[list[str] | None, list[str]]:
   """(command of the init run or None, overrides of the run under test)."""
   common = [f'--config.train.num_steps={steps}', '--config.train.log_every_steps=1',
             f'--config.train.eval_every_steps={EVAL_EVERY}',
@@ -86,11 +87,12 @@ def commands(kind: str, base: str, steps: int) -> tuple[list[str] | None, list[s
   data = os.path.join(base, 'data')
   for split in ('train', 'eval'):
     _regression_file(TOPICS.format(split), os.path.join(data, f'{split}.tsv'))
-  init = PRETRAIN + ['--config.train.num_steps=2', '--config.ckpt.every_steps=2',
-                     '--config.train.eval_every_steps=0',
-                     f'--workdir={os.path.join(base, "init")}']
+  init = None if init_from else PRETRAIN + [
+      '--config.train.num_steps=2', '--config.ckpt.every_steps=2',
+      '--config.train.eval_every_steps=0',
+      f'--workdir={os.path.join(base, "init")}']
   return init, FINETUNE + common + [
-      f'--config.init_from={os.path.join(base, "init")}',
+      f'--config.init_from={init_from or os.path.join(base, "init")}',
       f'--config.data.train_file={os.path.join(data, "train.tsv")}',
       f'--config.data.eval_file={os.path.join(data, "eval.tsv")}']
 
@@ -133,16 +135,21 @@ def _eval_steps(last: int) -> list[int]:
   return sorted({s for s in range(EVAL_EVERY, last + 1, EVAL_EVERY)} | {last})
 
 
-def target(phase: str, resume: int, last: int, best_steps: list[int],
-           rng: random.Random, startup_s: float) -> tuple[str, Any]:
+def target(phase: str, resume: int, floor: int, last: int,
+           best_steps: list[int], rng: random.Random, startup_s: float
+           ) -> tuple[str, Any]:
   """(phase, target) for one kill after RESUME; the phase may change to one
   that still has a target (no best/ write left after RESUME: eval).
 
-  Targets are among the next two of their kind after RESUME, so the kills
-  spread over the whole run instead of piling up at its end.
+  Targets are among the first two of their kind at or after FLOOR (kill i of
+  N: step (i + 1) * LAST / (N + 1)) and after RESUME, so the kills spread over
+  the whole run, and the run gets there, committing checkpoints on the way.
   """
+  floor = max(floor, resume + 1)
+
   def soon(steps):
-    return rng.choice([s for s in steps if s > resume][:2])
+    later = [s for s in steps if s > resume]
+    return rng.choice(([s for s in later if s >= floor] or later)[:2])
   if phase == 'best':
     if any(s > resume for s in best_steps):
       return phase, soon(best_steps)
@@ -154,7 +161,7 @@ def target(phase: str, resume: int, last: int, best_steps: list[int],
   if phase == 'eval':
     return phase, soon(_eval_steps(last))
   busy = set(_save_steps(last)) | set(_eval_steps(last))
-  quiet = [s for s in range(resume + 1, min(resume + 2 * SAVE_EVERY, last))
+  quiet = [s for s in range(floor, min(floor + 2 * SAVE_EVERY, last))
            if s not in busy]
   return 'train', rng.choice(quiet or list(range(resume + 1, last + 1)))
 
@@ -172,9 +179,11 @@ def _fresh_base(base: str) -> None:
 
 def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
               phases: tuple[str, ...] | None = None, timeout: float = 600.0,
-              log=print) -> dict[str, Any]:
+              init_from: str = '', cache_dir: str = '', log=print
+              ) -> dict[str, Any]:
   """Reference run, killed run, comparison; returns the summary (also in
-  BASE/summary.json)."""
+  BASE/summary.json). INIT_FROM: fine-tune from it instead of a fresh 2-step
+  pretraining run; CACHE_DIR: the compilation cache (BASE/jax_cache)."""
   t0 = time.perf_counter()
   base = os.path.abspath(base)
   phases = tuple(phases or PHASES[kind])
@@ -184,8 +193,8 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
                      f'from {PHASES[kind]}.')
   _fresh_base(base)
   rng = random.Random(seed)
-  env = chaos_launch.launch_env(os.path.join(base, 'jax_cache'))
-  init, overrides = commands(kind, base, steps)
+  env = chaos_launch.launch_env(cache_dir or os.path.join(base, 'jax_cache'))
+  init, overrides = commands(kind, base, steps, init_from)
   if init is not None:
     chaos_launch.run_to_end(init, env, os.path.join(base, 'logs', 'init.log'),
                             timeout)
@@ -204,7 +213,8 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
     if resume >= steps:
       log(f'kill {i + 1}: the run is already complete; stopping here.')
       break
-    phase, aim = target(phase, resume, steps, best_steps, rng, startup_s)
+    phase, aim = target(phase, resume, round((i + 1) * steps / (kills + 1)),
+                        steps, best_steps, rng, startup_s)
     rec = chaos_launch.launch_and_kill(
         cmd, env, os.path.join(base, 'logs', f'killed_{i + 1:02d}.log'),
         phase, aim, run_dir, timeout)
@@ -255,13 +265,16 @@ def main(argv: list[str] | None = None) -> int:
                                            for k, v in PHASES.items()) + ').')
   p.add_argument('--timeout', type=float, default=600.0,
                  help='Seconds one launch may take (default 600).')
+  p.add_argument('--init_from', default='',
+                 help='finetune: start from this checkpoint directory instead '
+                      'of a fresh 2-step tiny pretraining run (WORKDIR/init).')
   a = p.parse_args(argv)
   logging.set_verbosity(logging.ERROR)  # orbax's INFO and WARNING lines.
   if a.kills < 0 or a.steps < 2 * SAVE_EVERY:
     p.error(f'--kills must be >= 0 and --steps >= {2 * SAVE_EVERY}.')
   phases = tuple(filter(None, a.phases.split(','))) or None
   summary = run_chaos(a.kind, a.kills, a.seed, a.workdir, a.steps, phases,
-                      a.timeout)
+                      a.timeout, os.path.abspath(a.init_from) if a.init_from else '')
   return 0 if summary['ok'] else 1
 
 

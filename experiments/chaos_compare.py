@@ -7,6 +7,7 @@ import collections
 import filecmp
 import json
 import os
+import re
 from typing import Any
 
 import jax
@@ -19,6 +20,9 @@ from bert_jax.train import checkpoint as ckpt_lib
 # Measured over each launch's own window (a relaunch restarts the window and
 # its first step includes the compile): not expected to repeat.
 THROUGHPUT_KEYS = ('steps_per_sec', 'tokens_per_sec', 'padding_fraction', 'mfu')
+# Temporary files and folders: ours (atomic_files, best.tmp, best.old) and
+# orbax's (<step>.orbax-checkpoint-tmp[-<time>]).
+_TEMPORARY = re.compile(r'\.tmp($|-)|orbax-checkpoint-tmp|^best\.old$')
 
 
 def newest_committed(workdir: str) -> int:
@@ -37,11 +41,10 @@ def leftovers(workdir: str) -> list[str]:
   out = []
   for dirpath, dirnames, filenames in os.walk(workdir):
     rel = os.path.relpath(dirpath, workdir)
-    for name in dirnames + filenames:
-      path = os.path.normpath(os.path.join(rel, name))
-      if ('.tmp' in name or name == 'run.lock'
-          or name == ckpt_lib.BROKEN_DIR):
-        out.append(path)
+    hits = [n for n in dirnames + filenames if _TEMPORARY.search(n)
+            or n in ('run.lock', ckpt_lib.BROKEN_DIR)]
+    out += [os.path.normpath(os.path.join(rel, n)) for n in hits]
+    dirnames[:] = [d for d in dirnames if d not in hits]  # Not inside them.
   return sorted(out)
 
 
@@ -94,17 +97,26 @@ def compare_metrics(ref_dir: str, run_dir: str) -> dict[str, Any]:
           'first_difference': None if first is None else [a[first], b[first]]}
 
 
-def _json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+def _results(workdir: str) -> dict[str, Any]:
+  """eval_results.json without its timings (stats' *_seconds: data
+  preparation, measured by each launch)."""
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    r = json.load(f)
+  r['stats'] = {k: v for k, v in r.get('stats', {}).items()
+                if not k.endswith('_seconds')}
+  return r
 
 
 def summarize(kind: str, seed: int, kills: int, steps: int, cmd: list[str],
               records: list[dict[str, Any]], final: Any, ref_dir: str,
               run_dir: str, wall_s: float) -> dict[str, Any]:
   """The harness's JSON summary (see ``experiments/chaos.py``)."""
-  # The launch after kill i says where it resumed from.
-  resumed_from = [r['resumed_from'] for r in records[1:]] + [final.resumed_from]
+  # The next launch that got past its restore says where kill i resumed from.
+  resumed_from, nxt = [], final.resumed_from
+  for r in reversed(records):
+    resumed_from.insert(0, nxt)
+    if r['restored']:
+      nxt = r['resumed_from']
   for r, nxt in zip(records, resumed_from):
     r['next_resumed_from'] = nxt
     r['resumed_from_newest'] = nxt == r['committed_after']
@@ -132,8 +144,7 @@ def summarize(kind: str, seed: int, kills: int, steps: int, cmd: list[str],
   if done:
     out['final_state'] = compare_arrays(ckpt(ref_dir), ckpt(run_dir))
     out['metrics'] = compare_metrics(ref_dir, run_dir)
-    out['eval_results_equal'] = (_json(os.path.join(ref_dir, 'eval_results.json'))
-                                 == _json(os.path.join(run_dir, 'eval_results.json')))
+    out['eval_results_equal'] = (_results(ref_dir) == _results(run_dir))
   checks = ['final_state', 'metrics']
   if kind == 'finetune' and done:
     out['best_params'] = compare_arrays(os.path.join(ref_dir, 'best', 'params'),

@@ -161,7 +161,9 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
     if phase == 'train' and launch.last_step() >= aim:
       where = f'after step {launch.last_step()}'
       break
-    if phase == 'save' and _tmp_dirs(run_dir, aim):
+    # After the first step: orbax has removed a killed save's leftovers.
+    if (phase == 'save' and launch.first_step_s() is not None
+        and _tmp_dirs(run_dir, aim)):
       where = f'with {_tmp_dirs(run_dir, aim)[0]} in checkpoints/'
       break
     if phase in ('eval', 'best') and aim in launch.pause_steps(phase):
@@ -188,5 +190,7 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
           'returncode': launch.proc.returncode if exited else None,
           'first_step_s': launch.first_step_s(),
           'resumed_from': launch.resumed_from(),
+          # Got past the restore (a kill before it says nothing of it).
+          'restored': bool(launch.seen(_RESUMED)) or launch.first_step_s() is not None,
           'last_step': launch.last_step(),
           'tail': launch.tail() if exited else ''}

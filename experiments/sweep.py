@@ -33,6 +33,8 @@ import threading
 import time
 from typing import Any
 
+from bert_jax import atomic_files
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=+-]*$')
 
@@ -193,10 +195,7 @@ def command(base: str, workdir: str, overrides: dict[str, Any]) -> list[str]:
 
 
 def _write_json(path: str, obj: Any) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
-  os.replace(tmp, path)
+  atomic_files.write_json(path, obj, indent=2, sort_keys=True, default=str)
 
 
 def _read_json(path: str) -> Any:
