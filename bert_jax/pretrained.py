@@ -75,7 +75,7 @@ def _latest_step_dir(directory: str) -> str | None:
   return os.path.join(root, str(max(steps))) if steps else None
 
 
-def _restore_numpy(path: str) -> Any:
+def restore_numpy(path: str) -> Any:
   """Restores an orbax pytree as numpy arrays, whatever topology wrote it
   (a training run on 8 devices, read by one process with 4, say)."""
   with ocp.PyTreeCheckpointer() as ckptr:
@@ -91,13 +91,13 @@ def load_params(directory: str) -> dict[str, Any]:
   directory = storage.absolute(directory)
   params_dir = os.path.join(directory, PARAMS)
   if storage.isdir(params_dir):
-    return _restore_numpy(params_dir)
+    return restore_numpy(params_dir)
   step_dir = _latest_step_dir(directory)
   if step_dir is None:
     raise FileNotFoundError(
         f'No params in {directory!r}: expected {params_dir} or a step folder '
         f'under {os.path.join(directory, CHECKPOINTS)}.')
-  return _restore_numpy(os.path.join(step_dir, 'state'))['params']
+  return restore_numpy(os.path.join(step_dir, 'state'))['params']
 
 
 def tokenizer_dir(directory: str) -> str:

@@ -29,10 +29,11 @@ import glob as glob_lib
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import shutil
 import tempfile
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 from etils import epath
 
@@ -88,16 +89,26 @@ def read_text(path: str | os.PathLike) -> str:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
   """Writes TEXT to PATH whole: a reader (or a run killed mid-write) sees the
-  old file or the new one, never a part. Locally through a temporary file and
-  a rename; on object storage an upload becomes visible only once complete."""
+  old file or the new one, never a part. Locally through a temporary file
+  beside it (same file system; the PID keeps two writers apart) and a rename;
+  on object storage an upload becomes visible only once complete."""
   if is_uri(path):
     with open_file(path, 'w', encoding='utf-8') as f:
       f.write(text)
     return
   tmp = f'{path}.tmp{os.getpid()}'
-  with builtins.open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  try:
+    with builtins.open(tmp, 'w', encoding='utf-8') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):  # The write or the rename failed.
+      os.remove(tmp)
+
+
+def write_json(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> None:
+  """``json.dumps(obj, **DUMP_KWARGS)`` written whole (see ``write_text``)."""
+  write_text(path, json.dumps(obj, **dump_kwargs))
 
 
 def exists(path: str | os.PathLike) -> bool:

@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Any
 
+from bert_jax import storage
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = 'eval_results.json'
 
@@ -143,11 +145,8 @@ def command(trial: Trial, workdir: str) -> list[str]:
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Writes atomically: a reader sees the old file or the new one, never half."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
-  os.replace(tmp, path)
+  """Writes whole (bert_jax.storage): a reader never sees half a file."""
+  storage.write_json(path, obj, indent=2, sort_keys=True, default=str)
 
 
 def read_json(path: str) -> Any:

@@ -279,6 +279,8 @@ class Tokenizer(abc.ABC):
   def _write_config(self, directory: str, **extra) -> None:
     """Writes tokenizer_config.json, which `load_tokenizer` reads back."""
     config = {'kind': self.kind, 'do_lower_case': self.do_lower_case, **extra}
+    # Atomic: a run reuses its workdir's tokenizer when this file is there,
+    # and a kill mid-write must not leave half of it.
     storage.write_text(os.path.join(directory, CONFIG_FILE),
                        json.dumps(config, indent=2, sort_keys=True) + '\n')
 

@@ -8,6 +8,10 @@ task's ``eval_kind``:
   ``train.best_metric`` (fine-tuning).
 
 Both are called as ``evaluator(step, params, final)`` and return the metrics.
+What they must remember across a restart (the best score and its step) goes
+into the checkpoint's metadata: ``metadata()`` when saving, ``restore(...)``
+when resuming, so a resumed run picks the same best checkpoint as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,9 +26,14 @@ from bert_jax import pretrained
 from bert_jax import storage
 from bert_jax.train import evaluation
 from bert_jax.train import metrics_writer
+from bert_jax.train import pause_points
 
 PREDICTIONS = 'predictions'
 BEST = 'best'
+# best/ is written into BEST_TMP, then swapped in: the old one is renamed to
+# BEST_OLD and removed after. A kill leaves a whole best/ (or BEST_OLD alone,
+# for an instant, which the next start renames back).
+BEST_TMP, BEST_OLD = 'best.tmp', 'best.old'
 
 
 def _report(writer, step: int, split: str, m: dict[str, float]) -> None:
@@ -40,6 +49,12 @@ class SumsEvaluator:
     self.ctx = ctx
     self.enabled = bool(ctx.task.eval_splits())
 
+  def metadata(self) -> dict[str, Any]:
+    return {}  # Nothing to remember.
+
+  def restore(self, metadata: dict[str, Any]) -> None:
+    del metadata
+
   def __call__(self, step: int, params: Any, final: bool) -> dict[str, Any]:
     del final
     c, out = self.ctx, {}
@@ -48,6 +63,7 @@ class SumsEvaluator:
       m = evaluation.sums_over(c.eval_step, params, feats, batch, c.mesh,
                                c.eval_rng, c.config.train.get('eval_batches', 0))
       _report(c.writer, step, split, m)
+      pause_points.pause('eval', step)  # A kill mid-evaluation (tests).
       # The usual single held-out split reports plain metric names.
       out.update(m if split == 'eval' else {f'{split}/{k}': v
                                              for k, v in m.items()})
@@ -91,6 +107,17 @@ class PredictionEvaluator:
     self.name = t.get('best_metric', '') or task.main_metric
     self.best: float | None = None
     self.best_step: int | None = None
+    if jax.process_index() == 0:
+      _recover_best(ctx.workdir)
+
+  def metadata(self) -> dict[str, Any]:
+    """The best score so far, for the checkpoint (JSON floats round-trip)."""
+    return {'best_score': self.best, 'best_step': self.best_step}
+
+  def restore(self, metadata: dict[str, Any]) -> None:
+    """The best score of the checkpoint resumed from (none in old ones)."""
+    self.best = metadata.get('best_score')
+    self.best_step = metadata.get('best_step')
 
   def _score(self, by_split: dict[str, dict[str, float]]) -> float | None:
     values = []
@@ -117,6 +144,7 @@ class PredictionEvaluator:
       m = c.task.evaluate_split(split, out, pred_dir if writes else None)
       by_split[split] = {k: float(v) for k, v in m.items()}
       _report(c.writer, step, split, by_split[split])
+      pause_points.pause('eval', step)  # A kill mid-evaluation (tests).
     score = self._score(by_split)
     better = score is not None and (self.best is None or (
         score > self.best if self.mode == 'max' else score < self.best))
@@ -129,14 +157,37 @@ class PredictionEvaluator:
 
   def _save_best(self, params: Any) -> None:
     c = self.ctx
-    best_dir = os.path.join(c.workdir, BEST)
-    # Every process takes part in gathering sharded params; process 0 writes.
-    pretrained.save_pretrained(best_dir, evaluation.to_host(params),
-                               c.model_config, c.tokenizer)
+    tmp = os.path.join(c.workdir, BEST_TMP)
     if jax.process_index() == 0:
-      pretrained.save_task_metadata(best_dir, c.task.metadata())
+      storage.rmtree(tmp)  # A killed write's.
+    # Every process takes part in gathering sharded params; process 0 writes.
+    pretrained.save_pretrained(tmp, evaluation.to_host(params),
+                               c.model_config, c.tokenizer)
+    pause_points.pause('best', self.best_step)  # A kill mid-write (tests).
+    if jax.process_index() == 0:
+      pretrained.save_task_metadata(tmp, c.task.metadata())
       storage.copytree(os.path.join(c.workdir, PREDICTIONS),
-                       os.path.join(best_dir, PREDICTIONS))
+                       os.path.join(tmp, PREDICTIONS))
+      _swap_in(tmp, os.path.join(c.workdir, BEST),
+               os.path.join(c.workdir, BEST_OLD))
+
+
+def _swap_in(new: str, dst: str, old: str) -> None:
+  """Replaces folder DST by NEW with two renames (see BEST_TMP)."""
+  storage.rmtree(old)
+  if storage.exists(dst):
+    storage.rename(dst, old)
+  storage.rename(new, dst)
+  storage.rmtree(old)
+
+
+def _recover_best(workdir: str) -> None:
+  """Undoes what a kill during a best/ write left (see BEST_TMP)."""
+  best, old = os.path.join(workdir, BEST), os.path.join(workdir, BEST_OLD)
+  if not storage.exists(best) and storage.exists(old):
+    storage.rename(old, best)  # Killed between the two renames.
+  storage.rmtree(old)
+  storage.rmtree(os.path.join(workdir, BEST_TMP))
 
 
 EVALUATORS = {'sums': SumsEvaluator, 'predictions': PredictionEvaluator}

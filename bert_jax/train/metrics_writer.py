@@ -43,17 +43,24 @@ class MetricsWriter:
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self._workdir, self._sync_secs = workdir, sync_secs
     self._tb, self._staging = None, None
+    self._purge_step: int | None = None  # Set by rewind().
+    local = workdir
     if self.enabled:
       storage.makedirs(workdir)
-      local = workdir
       if storage.is_uri(workdir):
         local = self._staging = tempfile.mkdtemp(prefix='bert_jax_metrics_')
         if storage.exists(self.path):  # Resuming: keep the earlier lines.
           storage.copyfile(self.path, os.path.join(local, 'metrics.jsonl'))
-      self._local_path = os.path.join(local, 'metrics.jsonl')
-      self._last_sync = time.monotonic()
+    self._local_path = os.path.join(local, 'metrics.jsonl')
+    self._tb_dir = os.path.join(local, 'tb')
+    self._last_sync = time.monotonic()
+
+  def _tensorboard(self):
+    # Opened at the first write, so that a rewind's purge_step reaches it.
+    if self._tb is None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(local, 'tb'))
+      self._tb = SummaryWriter(self._tb_dir, purge_step=self._purge_step)
+    return self._tb
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
@@ -62,10 +69,11 @@ class MetricsWriter:
     record.update({k: _plain(v) for k, v in sorted(metrics.items())})
     with open(self._local_path, 'a') as f:
       f.write(json.dumps(record) + '\n')
+    tb = self._tensorboard()
     for k, v in record.items():
       if k not in ('step', 'split') and isinstance(v, float) and math.isfinite(v):
-        self._tb.add_scalar(f'{split}/{k}', v, step)
-    self._tb.flush()
+        tb.add_scalar(f'{split}/{k}', v, step)
+    tb.flush()
     if time.monotonic() - self._last_sync >= self._sync_secs:
       self.sync()
 
@@ -75,15 +83,43 @@ class MetricsWriter:
       return
     if os.path.exists(self._local_path):
       storage.copyfile(self._local_path, self.path)
-    storage.copytree(os.path.join(self._staging, 'tb'),
-                     os.path.join(self._workdir, 'tb'))
+    if os.path.isdir(self._tb_dir):
+      storage.copytree(self._tb_dir, os.path.join(self._workdir, 'tb'))
     self._last_sync = time.monotonic()
+
+  def rewind(self, step: int) -> None:
+    """Forgets what was written after STEP: the run resumes from there.
+
+    Records of later steps (written by the run that was killed or stopped
+    after its last checkpoint) are recomputed, so they are dropped, as is a
+    last line a kill cut short; the file is rewritten atomically. TensorBoard
+    gets ``purge_step`` for the same reason.
+    """
+    if not self.enabled:
+      return
+    kept, dropped = [], 0
+    if os.path.exists(self._local_path):
+      with open(self._local_path, encoding='utf-8', errors='replace') as f:
+        for line in f:
+          try:
+            keep = line.endswith('\n') and json.loads(line)['step'] <= step
+          except (ValueError, KeyError, TypeError):
+            keep = False  # Half a line, or not ours.
+          if keep:
+            kept.append(line)
+          else:
+            dropped += 1
+    if dropped:
+      storage.write_text(self._local_path, ''.join(kept))
+      logging.warning('%s: dropped %d records after step %d (recomputed from '
+                      'the checkpoint) or cut short.', self.path, dropped, step)
+    self._purge_step = step + 1
 
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
-      self.sync()
+    self.sync()
     if self._staging is not None:
       shutil.rmtree(self._staging, ignore_errors=True)
       self._staging = None

@@ -22,10 +22,10 @@ preemption in phase 2 goes straight to phase 2. The position table must have
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+from bert_jax import storage
 from bert_jax.models.config import ModelConfig
 from bert_jax.train import trainer
 
@@ -84,7 +84,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
   """``trainer.run``, in two phases when ``config.phase2.fraction > 0``."""
   if not is_two_phase(config):
     return trainer.run(config, workdir)
-  workdir = os.path.abspath(workdir)
+  workdir = storage.absolute(workdir)
   (c1, d1), (c2, d2) = phase_configs(config, workdir)
   trainer.validate(c1)  # Both phases' values, before phase 1 spends hours
   check = c2.copy_and_resolve_references()  # (phase 1's dir is not there yet).
@@ -92,12 +92,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     check.init_from = ''
   trainer.validate(check)
   done = os.path.join(d1, DONE)
-  if not os.path.exists(done):
+  if not storage.exists(done):
     result = trainer.run(c1, d1)
     if result['step'] < c1.train.num_steps:  # Preempted or stop_after_steps.
       return result
-    tmp = done + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump({'step': result['step']}, f)
-    os.replace(tmp, done)
+    storage.write_json(done, {'step': result['step']})
   return trainer.run(c2, d2)

@@ -170,8 +170,12 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   restored = r.ckpt.restore_latest(jax.eval_shape(lambda: state), shardings,
                                    r.loader)
   if restored is not None:
-    r.start, r.state, _ = restored
+    r.start, r.state, metadata = restored
+    r.evaluator.restore(metadata)  # The best score so far (fine-tuning).
     metrics_writer.log_line(f'Resumed from step {r.start} ({r.ckpt.directory}).')
+  # Records after the restored step are recomputed: drop them (and any line
+  # half written by a killed run), so each (step, split) appears once.
+  r.writer.rewind(r.start)
   return r
 
 
@@ -249,8 +253,11 @@ def train_loop(r: Run) -> dict[str, Any]:
           meter.log(step)
         if is_eval:
           final_eval = r.evaluator(step, r.state.params, final=step == last)
+          if step == last:  # Before the final save: a kill after it loses nothing.
+            _write_results(r.workdir, _result(step, final_eval, r.stats))
         if is_save:
-          r.ckpt.save(step, r.state, {'step': step}, r.loader)
+          r.ckpt.save(step, r.state, {'step': step, **r.evaluator.metadata()},
+                      r.loader)
           r.writer.sync()  # Remote workdir: metrics up to here are uploaded.
         if stop:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
@@ -258,11 +265,16 @@ def train_loop(r: Run) -> dict[str, Any]:
     finally:
       r.ckpt.close()
       r.writer.close()
-  result = {'step': step, 'eval': final_eval, 'stats': r.stats}
-  if final_eval:
+  result = _result(step, final_eval, r.stats)
+  if final_eval and step != last:  # Stopped early: its last evaluation.
     _write_results(r.workdir, result)
   result['state'] = r.state
   return result
+
+
+def _result(step: int, final_eval: dict[str, Any], stats: dict[str, Any]
+            ) -> dict[str, Any]:
+  return {'step': step, 'eval': final_eval, 'stats': stats}
 
 
 def _write_results(workdir: str, result: dict[str, Any]) -> None:

@@ -309,7 +309,7 @@ def test_the_loop_skips_a_bad_batch_counts_it_and_goes_on(tmp_path):
       eval_step=None, predict=None, train_rng=jax.random.key(0),
       eval_rng=jax.random.key(1), writer=metrics_writer.MetricsWriter(workdir),
       num_steps=4, eval_every=0, stats={},
-      evaluator=types.SimpleNamespace(enabled=False),
+      evaluator=types.SimpleNamespace(enabled=False, metadata=dict),
       ckpt=ckpt_lib.Checkpointer(workdir, every_steps=0, keep=1,
                                  async_save=False),
       loader=loader_lib.make_loader(features, global_batch_size=8, seed=0,
