@@ -4,10 +4,26 @@ each entry's difference from the baseline judged by the noise rule
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from experiments import stats
+
+
+def metrics_records(path: str) -> Iterator[dict[str, Any]]:
+  """The records of a run's metrics.jsonl (none if the file is missing),
+  skipping a line a killed run cut short."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    for line in f:
+      try:
+        yield json.loads(line)
+      except json.JSONDecodeError:
+        continue
 
 
 def group(rows: list[dict[str, Any]], entries: dict[str, Any] | None = None

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -20,23 +19,18 @@ matplotlib.use('Agg')  # Before pyplot: headless hosts, cluster nodes, CI.
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
 
+from experiments import aggregate  # noqa: E402  pylint: disable=g-import-not-at-top
+
 
 def read_curve(path: str, split: str, key: str) -> dict[int, float]:
   """{step: value} of KEY in the SPLIT records of a metrics.jsonl ({} if none)."""
   out: dict[int, float] = {}
-  if not os.path.exists(path):
-    return out
-  with open(path) as f:
-    for line in f:
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # A line cut short by a killed run.
-      value = rec.get(key)
-      if rec.get('split') == split and isinstance(value, (int, float)) and \
-          math.isfinite(value):
-        # A run resumed from a checkpoint logs some steps twice: keep the last.
-        out[int(rec['step'])] = float(value)
+  for rec in aggregate.metrics_records(path):
+    value = rec.get(key)
+    if rec.get('split') == split and isinstance(value, (int, float)) and \
+        math.isfinite(value):
+      # A run resumed from a checkpoint logs some steps twice: keep the last.
+      out[int(rec['step'])] = float(value)
   return out
 
 

@@ -75,17 +75,10 @@ def flatten_eval(result: dict[str, Any]) -> dict[str, float]:
 
 def last_tokens_per_sec(path: str) -> float | None:
   """tokens/s of the last train record (skipping the compile step's 0)."""
-  if not os.path.exists(path):
-    return None
   value = None
-  with open(path) as f:
-    for line in f:
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # A line cut short by a killed run.
-      if rec.get('split') == 'train' and rec.get('tokens_per_sec'):
-        value = float(rec['tokens_per_sec'])
+  for rec in aggregate.metrics_records(path):
+    if rec.get('split') == 'train' and rec.get('tokens_per_sec'):
+      value = float(rec['tokens_per_sec'])
   return value
 
 

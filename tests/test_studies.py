@@ -2,10 +2,13 @@
 report with its figures, and the hyper-parameter search, without training:
 trials run through a fake ``subprocess.run`` that writes eval_results.json."""
 
+import collections
 import json
 import os
 import random
 import subprocess
+import threading
+import time
 
 import pytest
 from scipy import stats as scipy_stats
@@ -156,21 +159,30 @@ def test_workers_are_pinned_to_gpus_round_robin(tmp_path, monkeypatch):
   monkeypatch.setenv('PATH', f'{fake}:{os.environ["PATH"]}')
   assert launchers.visible_gpus('auto') == ['0', '1']
   assert launchers.visible_gpus('none') == []
-  # Through the runner: 4 trials on 2 workers never share a GPU at once.
-  envs = []
+  # Through the runner: 4 trials on 2 workers never share a GPU at once
+  # (which slot takes which trial depends on timing: count overlaps instead).
+  envs, running, overlaps = [], collections.Counter(), []
+  lock = threading.Lock()
 
   def fake_run(cmd, cwd, stdout, env, **kw):
     del cwd, stdout, kw
-    envs.append(env['CUDA_VISIBLE_DEVICES'])
+    gpu = env['CUDA_VISIBLE_DEVICES']
+    with lock:
+      envs.append(gpu)
+      running[gpu] += 1
+      overlaps.append(running[gpu] > 1)
+    time.sleep(0.2)  # Long enough for the other worker to start one.
     workdir = next(a.split('=', 1)[1] for a in cmd if a.startswith('--workdir='))
     trials.write_json(os.path.join(workdir, 'eval_results.json'),
                       {'step': 1, 'eval': {'mlm_accuracy': 0.1}})
+    with lock:
+      running[gpu] -= 1
     return subprocess.CompletedProcess(cmd, 0)
 
   monkeypatch.setattr(trials.subprocess, 'run', fake_run)
   assert sweep.main(['--sweep', VARIANTS, '--root', str(tmp_path / 'r'), '--only',
                      'baseline,rope', '--seeds', '2', '--workers', '2', '--gpus', '0,1']) == 0
-  assert sorted(envs) == ['0', '0', '1', '1']
+  assert len(envs) == 4 and set(envs) == {'0', '1'} and not any(overlaps)
 
 
 def _fake_finetune(scores):
