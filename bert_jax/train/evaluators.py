@@ -7,19 +7,19 @@ task's ``eval_kind``:
   task's metrics and prediction files; keeps the best checkpoint by
   ``train.best_metric`` (fine-tuning).
 
-Both are called as ``evaluator(step, params, final)`` and return the metrics.
+Both are called as ``evaluator(step, params, final)`` and return the metrics;
+``close()`` waits for anything still being written (the best checkpoint).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import jax
 import numpy as np
 
-from bert_jax import pretrained
+from bert_jax.train import best_writer
 from bert_jax.train import evaluation
 from bert_jax.train import metrics_writer
 
@@ -52,6 +52,9 @@ class SumsEvaluator:
       out.update(m if split == 'eval' else {f'{split}/{k}': v
                                              for k, v in m.items()})
     return out
+
+  def close(self) -> None:
+    pass
 
 
 def parse_best_metric(spec: str, task: Any) -> list[tuple[str, str]]:
@@ -91,6 +94,12 @@ class PredictionEvaluator:
     self.name = t.get('best_metric', '') or task.main_metric
     self.best: float | None = None
     self.best_step: int | None = None
+    self.lengths_seen: set[int] = set()  # Token lengths predict compiled for.
+    self.best_writer = None
+    if not ctx.config.get('eval_only', False):
+      self.best_writer = best_writer.BestWriter(
+          os.path.join(ctx.workdir, BEST), ctx.model_config, ctx.tokenizer,
+          background=ctx.config.ckpt.get('async_save', True))
 
   def _score(self, by_split: dict[str, dict[str, float]]) -> float | None:
     values = []
@@ -112,8 +121,10 @@ class PredictionEvaluator:
     by_split = {}
     for split, feats in c.task.eval_features().items():
       # Whole splits always: F1 or MCC over part of a split is not the metric.
-      out = evaluation.predict_over(c.predict, params, feats,
-                                    c.config.train.global_batch_size, c.mesh)
+      out = evaluation.predict_over(
+          c.predict, params, feats, c.config.train.global_batch_size, c.mesh,
+          buckets=c.length_buckets, length_axes=c.task.length_axes(),
+          lengths_seen=self.lengths_seen)
       m = c.task.evaluate_split(split, out, pred_dir if writes else None)
       by_split[split] = {k: float(v) for k, v in m.items()}
       _report(c.writer, step, split, by_split[split])
@@ -122,21 +133,15 @@ class PredictionEvaluator:
         score > self.best if self.mode == 'max' else score < self.best))
     if better:
       self.best, self.best_step = score, step
-      if not c.config.get('eval_only', False):
-        self._save_best(params)
+      if self.best_writer is not None:
+        self.best_writer.save(params, c.task.metadata(),
+                              os.path.join(c.workdir, PREDICTIONS))
     return {'splits': by_split, 'best': {self.name: self.best,
                                          'step': self.best_step}}
 
-  def _save_best(self, params: Any) -> None:
-    c = self.ctx
-    best_dir = os.path.join(c.workdir, BEST)
-    # Every process takes part in gathering sharded params; process 0 writes.
-    pretrained.save_pretrained(best_dir, evaluation.to_host(params),
-                               c.model_config, c.tokenizer)
-    if jax.process_index() == 0:
-      pretrained.save_task_metadata(best_dir, c.task.metadata())
-      shutil.copytree(os.path.join(c.workdir, PREDICTIONS),
-                      os.path.join(best_dir, PREDICTIONS), dirs_exist_ok=True)
+  def close(self) -> None:
+    if self.best_writer is not None:
+      self.best_writer.wait()
 
 
 EVALUATORS = {'sums': SumsEvaluator, 'predictions': PredictionEvaluator}

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from bert_jax.data import length_buckets
 from bert_jax.data import loader as loader_lib
 from bert_jax.tasks import registry
 from bert_jax.train import checkpoint as ckpt_lib
@@ -59,6 +60,8 @@ def validate(config: Any, num_devices: int | None = None) -> None:
   if 'num_epochs' not in t and t.num_steps < 1:
     raise ValueError(f'train.num_steps must be >= 1, got {t.num_steps}.')
   optim_lib.make_optimizer(config.optim, max(t.num_steps, 1))  # checks choices
+  length_buckets.parse(config.data.get('length_buckets', ''),
+                       config.data.max_seq_length)
   nan_guard.check_config(t)
 
 
@@ -85,6 +88,8 @@ class Run:
   ckpt: ckpt_lib.Checkpointer | None = None
   loader: Any = None
   start: int = 0
+  # Token-axis lengths batches are cut to (None: full max_seq_length rows).
+  length_buckets: tuple[int, ...] | None = None
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
@@ -138,17 +143,31 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
           train_step, eval_step, predict, train_rng, eval_rng,
           metrics_writer.MetricsWriter(workdir), s.num_steps, s.eval_every,
           s.stats)
+  if s.task.length_axes():
+    r.length_buckets = length_buckets.parse(
+        config.data.get('length_buckets', ''), config.data.max_seq_length)
+  if r.length_buckets:
+    metrics_writer.log_line(
+        f'Length buckets {list(r.length_buckets)}: each batch is cut to the '
+        'shortest that fits its longest row (one compile per bucket used).')
   r.evaluator = evaluators.make_evaluator(r)
   if config.get('eval_only', False):
     return r
   r.ckpt = ckpt_lib.Checkpointer(workdir, every_steps=config.ckpt.every_steps,
                                  keep=config.ckpt.keep,
                                  async_save=config.ckpt.async_save)
+  train_features = s.task.train_features()
+  trimmer = None
+  if r.length_buckets:
+    trimmer = length_buckets.Trimmer(
+        r.length_buckets,
+        length_buckets.row_lengths(train_features['attention_mask']),
+        s.task.length_axes())
   r.loader = loader_lib.make_loader(
-      s.task.train_features(), global_batch_size=config.train.global_batch_size,
+      train_features, global_batch_size=config.train.global_batch_size,
       seed=config.seed, shuffle=True, process_index=jax.process_index(),
       process_count=jax.process_count(),
-      worker_count=config.data.get('worker_count', 0))
+      worker_count=config.data.get('worker_count', 0), trimmer=trimmer)
   # The newest good checkpoint: broken ones are moved aside, with a warning.
   restored = r.ckpt.restore_latest(jax.eval_shape(lambda: state), shardings,
                                    r.loader)
@@ -209,11 +228,14 @@ def train_loop(r: Run) -> dict[str, Any]:
   meter = _Meter(nan_guard.NanGuard(t, r.ckpt),
                  metrics_writer.Progress(last, step), r.writer, counts)
   final_eval: dict[str, Any] = {}
+  lengths_seen: set[int] = set()  # One compile of the train step each.
   t0 = time.perf_counter()
   with Preempted() as preempted:
     try:
       while step < stop_at:
         host_batch = next(r.loader)
+        if r.length_buckets:
+          _note_length(host_batch, lengths_seen, r.length_buckets)
         r.state, metrics = r.train_step(
             r.state, sharding.shard_batch(host_batch, r.mesh), r.train_rng)
         step += 1
@@ -238,13 +260,29 @@ def train_loop(r: Run) -> dict[str, Any]:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
           break
     finally:
+      r.evaluator.close()  # The best checkpoint is on disk before results.
       r.ckpt.close()
       r.writer.close()
   result = {'step': step, 'eval': final_eval, 'stats': r.stats}
+  if r.length_buckets:
+    result['length_buckets'] = {
+        'buckets': list(r.length_buckets),
+        'train_lengths': sorted(lengths_seen),
+        'predict_lengths': sorted(getattr(r.evaluator, 'lengths_seen', ()))}
   if final_eval:
     _write_results(r.workdir, result)
   result['state'] = r.state
   return result
+
+
+def _note_length(batch: dict[str, np.ndarray], seen: set[int],
+                 buckets: tuple[int, ...]) -> None:
+  length = int(batch['attention_mask'].shape[1])
+  if length not in seen:
+    seen.add(length)
+    metrics_writer.log_line(
+        f'Train step: first batch of length {length} ({len(seen)} of at most '
+        f'{len(buckets)} buckets): compiling.')
 
 
 def _write_results(workdir: str, result: dict[str, Any]) -> None:

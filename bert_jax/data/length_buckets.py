@@ -1,0 +1,125 @@
+"""Length buckets: pad each batch to the shortest of a few lengths that fits it.
+
+Fine-tuning features are built at ``max_seq_length``, but most rows are much
+shorter. Cutting a batch's token axis down to the smallest bucket that holds
+its longest row computes on (almost) real tokens only, while the number of
+distinct shapes, and so of compilations of each jitted step, stays bounded by
+the number of buckets.
+
+``config.data.length_buckets`` names them:
+
+* ``''`` (default): automatic, multiples of 16 up to ``max_seq_length``, at
+  most 8 of them (64 -> 16, 32, 48, 64; 128 -> 16, 32, ..., 128; 384 -> 48,
+  96, ..., 384).
+* ``'32,64,128'``: these lengths (``max_seq_length`` is always added).
+* ``'off'``: every row at ``max_seq_length``, as before buckets.
+
+Which arrays have a token axis is the task's to say (``Task.length_axes``:
+name -> how many fewer entries than tokens it has, 0 for ``[B, L]``; tagging's
+word arrays are ``L - 2`` long). Trimming only drops padding columns: the
+rows keep their values at every real position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+OFF = ('off', 'none', 'fixed')
+AUTO_STEP = 16
+AUTO_MAX_BUCKETS = 8
+
+
+def auto_buckets(max_len: int) -> tuple[int, ...]:
+  """Multiples of 16 (or of a larger multiple of 16) up to MAX_LEN, <= 8."""
+  step = max(AUTO_STEP, -(-max_len // AUTO_MAX_BUCKETS // AUTO_STEP) * AUTO_STEP)
+  return tuple(range(step, max_len, step)) + (max_len,)
+
+
+def parse(spec: str, max_len: int, field: str = 'config.data.length_buckets'
+          ) -> tuple[int, ...] | None:
+  """SPEC (see the module docstring) -> sorted bucket lengths, or None (off).
+
+  Raises:
+    ValueError: Naming FIELD, for a value that is not a length in
+      [1, MAX_LEN].
+  """
+  spec = str(spec or '').strip()
+  if spec.lower() in OFF:
+    return None
+  if not spec:
+    return auto_buckets(max_len)
+  lengths = set()
+  for part in filter(None, (p.strip() for p in spec.split(','))):
+    try:
+      n = int(part)
+    except ValueError:
+      n = 0
+    if not 1 <= n <= max_len:
+      raise ValueError(
+          f'{field}={spec!r}: {part!r} is not a length in [1, max_seq_length='
+          f'{max_len}]; give comma-separated lengths, \'\' (automatic) or '
+          "'off' (fixed-length rows).")
+    lengths.add(n)
+  return tuple(sorted(lengths | {max_len}))
+
+
+def row_lengths(mask_NL: np.ndarray) -> np.ndarray:
+  """[N] one past each row's last attended position (0 for an empty row)."""
+  mask_NL = np.asarray(mask_NL) > 0
+  if mask_NL.ndim != 2:
+    raise ValueError(f'attention_mask must be [N, L], got {mask_NL.shape}')
+  last = mask_NL.shape[1] - np.argmax(mask_NL[:, ::-1], axis=1)
+  return np.where(mask_NL.any(axis=1), last, 0).astype(np.int64)
+
+
+def bucket_of(length: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket >= LENGTH (the largest if none is)."""
+  i = int(np.searchsorted(np.asarray(buckets), length, side='left'))
+  return int(buckets[min(i, len(buckets) - 1)])
+
+
+def trim(batch: Mapping[str, np.ndarray], width: int,
+         axes: Mapping[str, int]) -> dict[str, np.ndarray]:
+  """BATCH with every array of AXES cut to ``width - axes[name]`` columns."""
+  return {k: (v[:, :width - axes[k]] if k in axes else v)
+          for k, v in batch.items()}
+
+
+def pad_to(x: np.ndarray, width: int) -> np.ndarray:
+  """X [B, w, ...] zero-padded along axis 1 to WIDTH (>= w)."""
+  x = np.asarray(x)
+  if x.shape[1] == width:
+    return x
+  pad = [(0, 0)] * x.ndim
+  pad[1] = (0, width - x.shape[1])
+  return np.pad(x, pad)
+
+
+class Trimmer:
+  """Cuts a batch to the bucket of its longest row, chosen from global rows.
+
+  The bucket depends on the rows of the whole global batch, never on one
+  process's slice, so every process of a multi-host run gets the same shapes.
+  Picklable (grain's worker processes import it from this module).
+  """
+
+  def __init__(self, buckets: Sequence[int], lengths_N: np.ndarray,
+               axes: Mapping[str, int]):
+    self.buckets = tuple(int(b) for b in buckets)
+    self.lengths_N = np.asarray(lengths_N)
+    self.axes = dict(axes)
+
+  def width(self, indices: np.ndarray) -> int:
+    """The bucket of the rows INDICES (global row numbers)."""
+    longest = int(self.lengths_N[np.asarray(indices)].max(initial=0))
+    return bucket_of(longest, self.buckets)
+
+  def __call__(self, batch: Mapping[str, np.ndarray],
+               indices: np.ndarray) -> dict[str, np.ndarray]:
+    return trim(batch, self.width(indices), self.axes)
+
+  def __repr__(self) -> str:
+    # Part of the loader's fingerprint: a resumed run must cut the same way.
+    return f'Trimmer(buckets={list(self.buckets)}, axes={sorted(self.axes.items())})'
