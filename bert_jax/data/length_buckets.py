@@ -123,3 +123,61 @@ class Trimmer:
   def __repr__(self) -> str:
     # Part of the loader's fingerprint: a resumed run must cut the same way.
     return f'Trimmer(buckets={list(self.buckets)}, axes={sorted(self.axes.items())})'
+
+
+class LengthGroupedBatches:
+  """Batch t of the training stream -> its global row indices, grouped by length.
+
+  As Hugging Face's ``group_by_length`` (``LengthGroupedSampler``): each epoch
+  is a new seeded permutation of the rows; the permutation is cut into groups
+  of GROUP_BATCHES batches, each group is sorted by length and cut into
+  batches, and the batches of the epoch are shuffled. Batches then hold rows
+  of similar length, so the bucket that fits their longest row wastes little,
+  while every row is still seen once per epoch in a random batch order. The
+  ``N % G`` rows left over by an epoch's permutation are that epoch's dropped
+  remainder (other rows each epoch).
+
+  A grain random-access source (``len`` = batches in NUM_EPOCHS epochs), so
+  the loader's state stays an index and a restored run reads the same
+  batches. Deterministic in (lengths, G, seed, GROUP_BATCHES) only.
+  """
+
+  def __init__(self, lengths_N: np.ndarray, global_batch_size: int, seed: int,
+               group_batches: int, num_epochs: int | None = None):
+    self.lengths_N = np.asarray(lengths_N)
+    self.G, self.seed = int(global_batch_size), int(seed)
+    self.group_batches = int(group_batches)
+    self.per_epoch = len(self.lengths_N) // self.G
+    if self.per_epoch < 1 or self.group_batches < 1:
+      raise ValueError(
+          f'{len(self.lengths_N)} rows make no batch of {self.G} (or '
+          f'group_batches={group_batches} < 1); lower the batch size.')
+    # None = "forever": more epochs than any run takes, built lazily.
+    self.num_epochs = num_epochs or 1_000_000
+    self._cache: dict[int, np.ndarray] = {}
+
+  def __len__(self) -> int:
+    return self.per_epoch * self.num_epochs
+
+  def epoch(self, e: int) -> np.ndarray:
+    """[batches per epoch, G] global row indices of epoch E."""
+    if e not in self._cache:
+      rng = np.random.default_rng([self.seed, e])
+      rows = rng.permutation(len(self.lengths_N))[:self.per_epoch * self.G]
+      size = self.group_batches * self.G
+      groups = []
+      for start in range(0, len(rows), size):
+        g = rows[start:start + size]
+        # Longest first within a group; stable, so ties keep the shuffle.
+        groups.append(g[np.argsort(-self.lengths_N[g], kind='stable')])
+      batches = np.concatenate(groups).reshape(self.per_epoch, self.G)
+      self._cache = {e: batches[rng.permutation(self.per_epoch)]}
+    return self._cache[e]
+
+  def __getitem__(self, t: int) -> np.ndarray:
+    e, b = divmod(int(t), self.per_epoch)
+    return self.epoch(e)[b]
+
+  def __repr__(self) -> str:
+    return (f'LengthGroupedBatches(G={self.G}, seed={self.seed}, '
+            f'group_batches={self.group_batches}, epochs={self.num_epochs})')

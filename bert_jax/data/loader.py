@@ -174,7 +174,8 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
                 worker_count: int = 0,
                 drop_remainder: bool = True,
                 prefetch: int = 2,
-                trimmer: Any = None) -> LoaderIterator:
+                trimmer: Any = None,
+                batch_order: Any = None) -> LoaderIterator:
   """An iterator over this process's part of each global batch.
 
   Args:
@@ -198,6 +199,10 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
     trimmer: Optional `bert_jax.data.length_buckets.Trimmer`: each batch's
       token axes are cut to the length bucket of its global batch's longest
       row (shapes then vary by batch, one per bucket).
+    batch_order: Optional `bert_jax.data.length_buckets.LengthGroupedBatches`
+      (built with the same global batch size and seed): the global batches
+      are its index arrays instead of a plain shuffle; `num_epochs`,
+      `shuffle` and `drop_remainder` are then its to decide.
 
   Returns:
     A `LoaderIterator` yielding `{name: array [G / P, ...]}`.
@@ -232,11 +237,17 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
         f'of {global_batch_size}; lower global_batch_size or set '
         'drop_remainder=False')
 
-  indices = grain.MapDataset.range(len(source))
-  if shuffle:
-    indices = indices.shuffle(seed=seed)
-  indices = indices.repeat(num_epochs).batch(
-      global_batch_size, drop_remainder=drop_remainder)
+  if batch_order is not None:
+    if batch_order.G != global_batch_size:
+      raise ValueError(f'batch_order has batches of {batch_order.G}, not '
+                       f'global_batch_size={global_batch_size}')
+    indices = grain.MapDataset.source(batch_order)
+  else:
+    indices = grain.MapDataset.range(len(source))
+    if shuffle:
+      indices = indices.shuffle(seed=seed)
+    indices = indices.repeat(num_epochs).batch(
+        global_batch_size, drop_remainder=drop_remainder)
   per_process = global_batch_size // process_count
   batches = indices.map(GatherProcessSlice(
       source, process_index * per_process, (process_index + 1) * per_process,
@@ -254,8 +265,10 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
   fingerprint = (f'{source!r} global_batch_size={global_batch_size} '
                  f'seed={seed} shuffle={shuffle} num_epochs={num_epochs} '
                  f'drop_remainder={drop_remainder} worker_count={worker_count}')
-  if trimmer is not None:  # Absent otherwise: older states still restore.
-    fingerprint += f' {trimmer!r}'
+  # Absent otherwise: states saved before these options still restore.
+  for extra in (batch_order, trimmer):
+    if extra is not None:
+      fingerprint += f' {extra!r}'
   return LoaderIterator(iter(ds), fingerprint)
 
 

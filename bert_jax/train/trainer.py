@@ -62,6 +62,9 @@ def validate(config: Any, num_devices: int | None = None) -> None:
   optim_lib.make_optimizer(config.optim, max(t.num_steps, 1))  # checks choices
   length_buckets.parse(config.data.get('length_buckets', ''),
                        config.data.max_seq_length)
+  if int(config.data.get('length_group_batches', 0)) < 0:
+    raise ValueError('data.length_group_batches must be >= 0 (0 = plain '
+                     f'shuffle), got {config.data.length_group_batches}.')
   nan_guard.check_config(t)
 
 
@@ -157,17 +160,21 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
                                  keep=config.ckpt.keep,
                                  async_save=config.ckpt.async_save)
   train_features = s.task.train_features()
-  trimmer = None
+  trimmer = order = None
   if r.length_buckets:
-    trimmer = length_buckets.Trimmer(
-        r.length_buckets,
-        length_buckets.row_lengths(train_features['attention_mask']),
-        s.task.length_axes())
+    lengths = length_buckets.row_lengths(train_features['attention_mask'])
+    trimmer = length_buckets.Trimmer(r.length_buckets, lengths,
+                                     s.task.length_axes())
+    group = int(config.data.get('length_group_batches', 0))
+    if group > 0:
+      order = length_buckets.LengthGroupedBatches(
+          lengths, config.train.global_batch_size, config.seed, group)
   r.loader = loader_lib.make_loader(
       train_features, global_batch_size=config.train.global_batch_size,
       seed=config.seed, shuffle=True, process_index=jax.process_index(),
       process_count=jax.process_count(),
-      worker_count=config.data.get('worker_count', 0), trimmer=trimmer)
+      worker_count=config.data.get('worker_count', 0), trimmer=trimmer,
+      batch_order=order)
   # The newest good checkpoint: broken ones are moved aside, with a warning.
   restored = r.ckpt.restore_latest(jax.eval_shape(lambda: state), shardings,
                                    r.loader)
@@ -229,6 +236,7 @@ def train_loop(r: Run) -> dict[str, Any]:
                  metrics_writer.Progress(last, step), r.writer, counts)
   final_eval: dict[str, Any] = {}
   lengths_seen: set[int] = set()  # One compile of the train step each.
+  metrics_writer.log_line(f'Training steps {step + 1}-{stop_at} of {last}.')
   t0 = time.perf_counter()
   with Preempted() as preempted:
     try:
