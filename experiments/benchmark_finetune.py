@@ -82,7 +82,8 @@ def run_timed(cmd: list[str], log_path: str) -> tuple[float, list, int]:
       text=True, bufsize=1) as proc:
     for line in proc.stdout:
       t = time.perf_counter() - t0
-      log.write(f'{t:9.2f} {line}')
+      log.write(f"{t:9.2f} {line}")
+      log.flush()  # Readable while it runs.
       lines.append((t, line.rstrip('\n')))
   return time.perf_counter() - t0, lines, proc.returncode
 
