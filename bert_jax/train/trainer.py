@@ -166,7 +166,8 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
     trimmer = length_buckets.Trimmer(r.length_buckets, lengths,
                                      s.task.length_axes())
     group = int(config.data.get('length_group_batches', 0))
-    if group > 0:
+    # Fewer rows than a batch: batches run across epochs, nothing to group.
+    if group > 0 and len(lengths) >= config.train.global_batch_size:
       order = length_buckets.LengthGroupedBatches(
           lengths, config.train.global_batch_size, config.seed, group)
   r.loader = loader_lib.make_loader(
