@@ -14,7 +14,9 @@ the previous best or the new one, never a mix. If the kill falls between the
 two renames, the next run in the workdir renames ``best.old`` back. One write
 runs at a time; the next best, and the end of the run (``close``), wait for
 it, so ``eval_results.json`` never names a best that is not on disk. An error
-in the thread is raised there, in the loop.
+in the thread is raised there, in the loop. The train-state checkpoint and
+this write never run at the same time (each waits for the other): two orbax
+writes in flight at once were seen to hang.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class BestWriter:
     self.directory = os.path.abspath(directory)
     self.model_config, self.tokenizer = model_config, tokenizer
     self.background = background
+    # Called (on every process) before a write starts: the trainer sets it to
+    # wait for its own checkpoint save, so two orbax writes never overlap.
+    self.before_write: Any = None
     self._thread: threading.Thread | None = None
     self._error: BaseException | None = None
     if jax.process_index() == 0:
@@ -56,6 +61,8 @@ class BestWriter:
     # train step donates the state's buffers, which a CPU device_get may alias.
     host = jax.tree.map(lambda x: np.array(x, copy=True),
                         evaluation.to_host(params))
+    if self.before_write is not None:
+      self.before_write()
     if jax.process_index() != 0:
       return
     self.wait()

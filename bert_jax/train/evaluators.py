@@ -8,7 +8,8 @@ task's ``eval_kind``:
   ``train.best_metric`` (fine-tuning).
 
 Both are called as ``evaluator(step, params, final)`` and return the metrics;
-``close()`` waits for anything still being written (the best checkpoint).
+``wait()`` (or ``close()``) blocks until anything still being written (the
+best checkpoint) is on disk.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ class SumsEvaluator:
                                              for k, v in m.items()})
     return out
 
-  def close(self) -> None:
+  def wait(self) -> None:
     pass
+
+  close = wait
 
 
 def parse_best_metric(spec: str, task: Any) -> list[tuple[str, str]]:
@@ -139,9 +142,12 @@ class PredictionEvaluator:
     return {'splits': by_split, 'best': {self.name: self.best,
                                          'step': self.best_step}}
 
-  def close(self) -> None:
+  def wait(self) -> None:
+    """Blocks until the best checkpoint being written (if any) is on disk."""
     if self.best_writer is not None:
       self.best_writer.wait()
+
+  close = wait
 
 
 EVALUATORS = {'sums': SumsEvaluator, 'predictions': PredictionEvaluator}

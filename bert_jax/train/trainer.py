@@ -159,6 +159,8 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   r.ckpt = ckpt_lib.Checkpointer(workdir, every_steps=config.ckpt.every_steps,
                                  keep=config.ckpt.keep,
                                  async_save=config.ckpt.async_save)
+  if getattr(r.evaluator, 'best_writer', None) is not None:
+    r.evaluator.best_writer.before_write = r.ckpt.wait  # One orbax write at a time.
   train_features = s.task.train_features()
   trimmer = order = None
   if r.length_buckets:
@@ -264,6 +266,7 @@ def train_loop(r: Run) -> dict[str, Any]:
         if is_eval:
           final_eval = r.evaluator(step, r.state.params, final=step == last)
         if is_save:
+          r.evaluator.wait()  # One orbax write at a time (best_writer.py).
           r.ckpt.save(step, r.state, {'step': step}, r.loader)
         if stop:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
