@@ -181,3 +181,22 @@ class LengthGroupedBatches:
   def __repr__(self) -> str:
     return (f'LengthGroupedBatches(G={self.G}, seed={self.seed}, '
             f'group_batches={self.group_batches}, epochs={self.num_epochs})')
+
+
+def for_training(features: Mapping[str, np.ndarray],
+                 buckets: Sequence[int] | None, axes: Mapping[str, int],
+                 global_batch_size: int, seed: int, group_batches: int
+                 ) -> tuple[Trimmer | None, LengthGroupedBatches | None]:
+  """The loader's (trimmer, batch_order) for training FEATURES.
+
+  (None, None) without BUCKETS; no grouping when GROUP_BATCHES is 0 or the
+  rows do not fill one batch (batches then run across epochs).
+  """
+  if not buckets:
+    return None, None
+  lengths = row_lengths(features['attention_mask'])
+  order = None
+  if group_batches > 0 and len(lengths) >= global_batch_size:
+    order = LengthGroupedBatches(lengths, global_batch_size, seed,
+                                 group_batches)
+  return Trimmer(buckets, lengths, axes), order

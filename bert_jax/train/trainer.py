@@ -162,16 +162,10 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   if getattr(r.evaluator, 'best_writer', None) is not None:
     r.evaluator.best_writer.before_write = r.ckpt.wait  # One orbax write at a time.
   train_features = s.task.train_features()
-  trimmer = order = None
-  if r.length_buckets:
-    lengths = length_buckets.row_lengths(train_features['attention_mask'])
-    trimmer = length_buckets.Trimmer(r.length_buckets, lengths,
-                                     s.task.length_axes())
-    group = int(config.data.get('length_group_batches', 0))
-    # Fewer rows than a batch: batches run across epochs, nothing to group.
-    if group > 0 and len(lengths) >= config.train.global_batch_size:
-      order = length_buckets.LengthGroupedBatches(
-          lengths, config.train.global_batch_size, config.seed, group)
+  trimmer, order = length_buckets.for_training(
+      train_features, r.length_buckets, s.task.length_axes(),
+      config.train.global_batch_size, config.seed,
+      int(config.data.get('length_group_batches', 0)))
   r.loader = loader_lib.make_loader(
       train_features, global_batch_size=config.train.global_batch_size,
       seed=config.seed, shuffle=True, process_index=jax.process_index(),
