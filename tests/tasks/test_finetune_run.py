@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from bert_jax.data import builtin_topics
 from bert_jax.models import BertForPreTraining, config_for_size
+from bert_jax.tasks.classification import ClassificationTask
 from bert_jax.text import load_tokenizer
 from bert_jax import pretrained
 from bert_jax.train import trainer
@@ -200,8 +202,6 @@ def test_builtin_topics_with_length_buckets(tiny_ckpt, tmp_path, monkeypatch):
   """The built-in topic task, bucketed: at most one train-step trace and one
   predict trace per bucket, the buckets used reported, the best checkpoint
   complete once run() returns, no staging directory left."""
-  from bert_jax.data import builtin_topics  # pylint: disable=g-import-not-at-top
-  from bert_jax.tasks.classification import ClassificationTask  # pylint: disable=g-import-not-at-top
   paths = builtin_topics.write_splits(str(tmp_path / 'data'), builtin_topics.make_splits(
       num_classes=3, train=48, dev=24))
   traces = {'sums': 0, 'predict': 0}
