@@ -64,6 +64,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d = config.data
   d.tokenizer = ''                      # Needed only without init_from.
   d.max_seq_length = 384 if is_squad else 128
+  # Each batch (train and evaluation) is cut to the shortest of these token
+  # lengths that fits its longest row: one compile per bucket used, compute on
+  # real tokens. '' = automatic (multiples of 16 up to max_seq_length, at most
+  # 8), '32,64,128' = these, 'off' = every row at max_seq_length.
+  d.length_buckets = ''
+  # With buckets: training batches come from groups of this many batches
+  # sorted by length (as transformers' group_by_length), so a batch's rows have
+  # similar lengths and its bucket wastes little; every row is still seen once
+  # per epoch, batches in random order. 0 = plain shuffle.
+  d.length_group_batches = 50
   d.doc_stride = 128                    # SQuAD sliding-window stride.
   d.max_query_length = 64               # SQuAD: longer questions are cut.
   d.max_answer_length = 30              # SQuAD: longest predicted span (tokens).

@@ -20,9 +20,9 @@ from bert_jax.train import checkpoint as ckpt_lib
 # Measured over each launch's own window (a relaunch restarts the window and
 # its first step includes the compile): not expected to repeat.
 THROUGHPUT_KEYS = ('steps_per_sec', 'tokens_per_sec', 'padding_fraction', 'mfu')
-# Temporary files and folders: ours (storage.write_text, best.tmp, best.old) and
+# Temporary files and folders: ours (storage.write_text's, best.partial, best.old) and
 # orbax's (<step>.orbax-checkpoint-tmp[-<time>]).
-_TEMPORARY = re.compile(r'\.tmp($|-)|orbax-checkpoint-tmp|^best\.old$')
+_TEMPORARY = re.compile(r'\.tmp($|-|\d)|orbax-checkpoint-tmp|^best\.(old|partial)$')
 
 
 def newest_committed(workdir: str) -> int:
@@ -98,12 +98,15 @@ def compare_metrics(ref_dir: str, run_dir: str) -> dict[str, Any]:
 
 
 def _results(workdir: str) -> dict[str, Any]:
-  """eval_results.json without its timings (stats' *_seconds: data
-  preparation, measured by each launch)."""
+  """eval_results.json without what each launch measures for itself: stats'
+  *_seconds (data preparation) and the lengths it compiled steps for."""
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     r = json.load(f)
   r['stats'] = {k: v for k, v in r.get('stats', {}).items()
                 if not k.endswith('_seconds')}
+  if 'length_buckets' in r:
+    r['length_buckets'] = {k: v for k, v in r['length_buckets'].items()
+                           if not k.endswith('_lengths')}
   return r
 
 

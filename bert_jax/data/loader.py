@@ -89,17 +89,25 @@ class ArraySource(grain.sources.RandomAccessDataSource):
 
 
 class GatherProcessSlice(grain.transforms.Map):
-  """Global batch of indices -> this process's rows of the examples."""
+  """Global batch of indices -> this process's rows of the examples.
 
-  def __init__(self, source: Any, start: int, stop: int):
+  With a TRIMMER (`bert_jax.data.length_buckets.Trimmer`) the rows are cut to
+  the length bucket of the whole global batch, so all processes agree.
+  """
+
+  def __init__(self, source: Any, start: int, stop: int, trimmer: Any = None):
     self._source, self._start, self._stop = source, start, stop
+    self._trimmer = trimmer
 
   def map(self, indices_G: np.ndarray) -> dict[str, np.ndarray]:
-    indices = np.asarray(indices_G)[self._start:self._stop]
+    indices_G = np.asarray(indices_G)
+    indices = indices_G[self._start:self._stop]
     if hasattr(self._source, 'take'):
-      return self._source.take(indices)
-    records = [self._source[int(i)] for i in indices]
-    return {k: np.stack([r[k] for r in records]) for k in records[0]}
+      batch = self._source.take(indices)
+    else:
+      records = [self._source[int(i)] for i in indices]
+      batch = {k: np.stack([r[k] for r in records]) for k in records[0]}
+    return batch if self._trimmer is None else self._trimmer(batch, indices_G)
 
 
 class LoaderIterator(Iterator):
@@ -165,7 +173,9 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
                 process_count: int = 1,
                 worker_count: int = 0,
                 drop_remainder: bool = True,
-                prefetch: int = 2) -> LoaderIterator:
+                prefetch: int = 2,
+                trimmer: Any = None,
+                batch_order: Any = None) -> LoaderIterator:
   """An iterator over this process's part of each global batch.
 
   Args:
@@ -186,6 +196,13 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
       kept, its rows are still split in process order, so the last processes
       may get fewer rows (or none): keep it only on one process.
     prefetch: Batches prepared ahead (per worker if there are workers).
+    trimmer: Optional `bert_jax.data.length_buckets.Trimmer`: each batch's
+      token axes are cut to the length bucket of its global batch's longest
+      row (shapes then vary by batch, one per bucket).
+    batch_order: Optional `bert_jax.data.length_buckets.LengthGroupedBatches`
+      (built with the same global batch size and seed): the global batches
+      are its index arrays instead of a plain shuffle; `num_epochs`,
+      `shuffle` and `drop_remainder` are then its to decide.
 
   Returns:
     A `LoaderIterator` yielding `{name: array [G / P, ...]}`.
@@ -220,14 +237,21 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
         f'of {global_batch_size}; lower global_batch_size or set '
         'drop_remainder=False')
 
-  indices = grain.MapDataset.range(len(source))
-  if shuffle:
-    indices = indices.shuffle(seed=seed)
-  indices = indices.repeat(num_epochs).batch(
-      global_batch_size, drop_remainder=drop_remainder)
+  if batch_order is not None:
+    if batch_order.G != global_batch_size:
+      raise ValueError(f'batch_order has batches of {batch_order.G}, not '
+                       f'global_batch_size={global_batch_size}')
+    indices = grain.MapDataset.source(batch_order)
+  else:
+    indices = grain.MapDataset.range(len(source))
+    if shuffle:
+      indices = indices.shuffle(seed=seed)
+    indices = indices.repeat(num_epochs).batch(
+        global_batch_size, drop_remainder=drop_remainder)
   per_process = global_batch_size // process_count
   batches = indices.map(GatherProcessSlice(
-      source, process_index * per_process, (process_index + 1) * per_process))
+      source, process_index * per_process, (process_index + 1) * per_process,
+      trimmer))
   # Reading is a gather in memory: threads would only fight over the GIL.
   ds = batches.to_iter_dataset(
       grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
@@ -241,6 +265,10 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
   fingerprint = (f'{source!r} global_batch_size={global_batch_size} '
                  f'seed={seed} shuffle={shuffle} num_epochs={num_epochs} '
                  f'drop_remainder={drop_remainder} worker_count={worker_count}')
+  # Absent otherwise: states saved before these options still restore.
+  for extra in (batch_order, trimmer):
+    if extra is not None:
+      fingerprint += f' {extra!r}'
   return LoaderIterator(iter(ds), fingerprint)
 
 

@@ -68,6 +68,16 @@ class Task(abc.ABC):
     """Names of the evaluation splits, without building their features."""
     return tuple(self.eval_features())
 
+  def length_axes(self) -> dict[str, int]:
+    """Features and ``predict`` outputs whose axis 1 runs along the tokens.
+
+    Name -> how many fewer entries than tokens that axis has (0 for
+    ``[B, L]``). Batches are cut to a length bucket along these axes
+    (``bert_jax.data.length_buckets``) and prediction outputs padded back;
+    {} (the default) keeps every batch at its full length.
+    """
+    return {}
+
   def prepare(self, batch: dict[str, Array], rng: Array, train: bool
               ) -> dict[str, Array]:
     """On-device preprocessing of the full batch (e.g. dynamic masking)."""
@@ -150,6 +160,12 @@ class FinetuneTask(Task):
 
   def eval_splits(self) -> tuple[str, ...]:
     return tuple(self.eval_examples)
+
+  def length_axes(self) -> dict[str, int]:
+    # Every [max_seq_length] feature is a token axis; tasks add the rest.
+    L = int(self.data.max_seq_length)
+    return {k: 0 for k, (shape, _) in self.feature_spec().items()
+            if tuple(shape) == (L,)}
 
   def check_split(self, split: str) -> None:
     if split not in self.eval_examples:

@@ -106,6 +106,9 @@ class QaTask(FinetuneTask):
     return {**{k: ((L,), np.int32) for k in squad.MODEL_KEYS},
             'start_positions': ((), np.int32), 'end_positions': ((), np.int32)}
 
+  def length_axes(self):
+    return {**super().length_axes(), 'start_logits': 0, 'end_logits': 0}
+
   # --- Training. ---
 
   def normalizers(self, batch):

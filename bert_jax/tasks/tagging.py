@@ -185,6 +185,11 @@ class TaggingTask(FinetuneTask):
             **{k: ((W,), np.int32) for k in FEATURE_KEYS[4:7]},
             'example_index': ((), np.int32)}
 
+  def length_axes(self):
+    # Word arrays are 2 shorter than the tokens ([CLS] and [SEP]), as tags.
+    return {**super().length_axes(), 'tags': 2,
+            **{k: 2 for k in FEATURE_KEYS[4:7]}}
+
   def build_features(self, examples, split):
     feats, kept = featurize(examples, self.labels, self.tokenizer,
                             self.max_seq_length,

@@ -1,20 +1,28 @@
 """Running a jitted function over every row of an evaluation split, in order.
 
-Batches have one fixed shape (one compile); the last one is filled up and the
+Batches have one fixed number of rows; the last one is filled up and the
 filling never counts: ``sums_over`` fills with all-zero rows, which tasks
 weigh 0 (no attended token, so nothing is masked or scored), and
-``predict_over`` fills with copies of row 0 and drops their outputs. Every
-process takes part in every batch and gets the whole outputs back.
+``predict_over`` fills with copies of the batch's first row and drops their
+outputs. Every process takes part in every batch and gets the whole outputs
+back.
+
+With length buckets (``bert_jax.data.length_buckets``), ``predict_over`` runs
+the rows shortest first, cuts each batch's token axes to the bucket of its
+longest row (one compile per bucket) and pads the token axes of the outputs
+back to the full length, then puts the rows back in their original order: the
+outputs are those of the unsorted, unbucketed run, up to float rounding.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from bert_jax.data import length_buckets as buckets_lib
 from bert_jax.train import sharding
 
 
@@ -26,17 +34,24 @@ def to_host(tree: Any) -> Any:
 
 
 def _batches(features: dict[str, np.ndarray], batch_size: int,
-             max_batches: int, fill: str):
-  """(local host batch, real-row mask [batch_size]) over FEATURES in order."""
+             max_batches: int, fill: str, order: np.ndarray | None = None,
+             trimmer: buckets_lib.Trimmer | None = None):
+  """(local host batch, real-row mask [batch_size]) over FEATURES.
+
+  Rows go in ORDER (a permutation; None = as stored); a TRIMMER cuts each
+  batch to the bucket of its global rows, so every process agrees.
+  """
   n = len(next(iter(features.values())))
+  order = np.arange(n) if order is None else np.asarray(order)
   pc, pi = jax.process_count(), jax.process_index()
   local = slice(pi * batch_size // pc, (pi + 1) * batch_size // pc)
   for b, start in enumerate(range(0, n, batch_size)):
     if max_batches and b >= max_batches:
       return
-    idx = np.arange(start, start + batch_size)
-    real = idx < n
-    idx = np.where(real, idx, 0)
+    pos = np.arange(start, start + batch_size)
+    real = pos < n
+    # Filling rows copy the batch's first row: they never need a longer bucket.
+    idx = order[np.where(real, pos, start)]
     host = {}
     for k, v in features.items():
       rows = np.asarray(v[idx])
@@ -44,6 +59,8 @@ def _batches(features: dict[str, np.ndarray], batch_size: int,
         rows = np.where(real.reshape((-1,) + (1,) * (rows.ndim - 1)), rows,
                         np.zeros_like(rows))
       host[k] = rows[local]
+    if trimmer is not None:
+      host = trimmer(host, idx[real])
     yield host, real
 
 
@@ -73,12 +90,52 @@ def sums_over(eval_step: Callable[..., Any], params: Any,
 
 def predict_over(predict_fn: Callable[..., Any], params: Any,
                  features: dict[str, np.ndarray], batch_size: int, mesh,
-                 max_batches: int = 0) -> dict[str, np.ndarray]:
-  """PREDICT_FN's outputs for every row of FEATURES, in order (host numpy)."""
+                 max_batches: int = 0, buckets: Sequence[int] | None = None,
+                 length_axes: Mapping[str, int] | None = None,
+                 lengths_seen: set[int] | None = None
+                 ) -> dict[str, np.ndarray]:
+  """PREDICT_FN's outputs for every row of FEATURES, in order (host numpy).
+
+  Args:
+    predict_fn: The jitted ``task.predict(params, batch)``.
+    params: The model's params.
+    features: A split's features {name: [N, ...]}.
+    batch_size: Rows per batch (global).
+    mesh: The device mesh.
+    max_batches: Only the first this many batches (0 = all); these are the
+      first rows as stored, so no sorting then.
+    buckets: Length buckets (``length_buckets.parse``); None = every batch at
+      full length, in stored order.
+    length_axes: The task's ``length_axes()``: which features and outputs
+      to cut and pad back.
+    lengths_seen: If given, the token lengths of the batches are added to it
+      (one compile of PREDICT_FN each).
+  """
+  axes = dict(length_axes or {})
+  order = trimmer = None
+  if buckets and axes and 'attention_mask' in features and not max_batches:
+    lengths = buckets_lib.row_lengths(features['attention_mask'])
+    # Stable: rows of equal length keep their order, so ties are reproducible.
+    order = np.argsort(lengths, kind='stable')
+    trimmer = buckets_lib.Trimmer(buckets, lengths, axes)
   outputs: list[dict[str, np.ndarray]] = []
-  for host, real in _batches(features, batch_size, max_batches, 'row0'):
+  for host, real in _batches(features, batch_size, max_batches, 'row0', order,
+                             trimmer):
+    if lengths_seen is not None and 'attention_mask' in host:
+      lengths_seen.add(int(host['attention_mask'].shape[1]))
     out = to_host(predict_fn(params, sharding.shard_batch(host, mesh)))
     outputs.append({k: np.asarray(v)[real] for k, v in out.items()})
   if not outputs:
     return {}
-  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+  full = max(buckets) if trimmer is not None else 0
+  result = {}
+  for k in outputs[0]:
+    parts = [o[k] for o in outputs]
+    if trimmer is not None and k in axes:
+      parts = [buckets_lib.pad_to(p, full - axes[k]) for p in parts]
+    result[k] = np.concatenate(parts)
+    if order is not None:
+      unsorted = np.empty_like(result[k])
+      unsorted[order] = result[k]
+      result[k] = unsorted
+  return result

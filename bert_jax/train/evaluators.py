@@ -7,11 +7,12 @@ task's ``eval_kind``:
   task's metrics and prediction files; keeps the best checkpoint by
   ``train.best_metric`` (fine-tuning).
 
-Both are called as ``evaluator(step, params, final)`` and return the metrics.
-What they must remember across a restart (the best score and its step) goes
-into the checkpoint's metadata: ``metadata()`` when saving, ``restore(...)``
-when resuming, so a resumed run picks the same best checkpoint as an
-uninterrupted one.
+Both are called as ``evaluator(step, params, final)`` and return the metrics;
+``wait()`` (or ``close()``) blocks until anything still being written (the
+best checkpoint) is on disk. What they must remember across a restart (the
+best score and its step) goes into the checkpoint's metadata: ``metadata()``
+when saving, ``restore(...)`` when resuming, so a resumed run picks the same
+best checkpoint as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,18 +23,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from bert_jax import pretrained
-from bert_jax import storage
+from bert_jax.train import best_writer
 from bert_jax.train import evaluation
 from bert_jax.train import metrics_writer
 from bert_jax.train import pause_points
 
 PREDICTIONS = 'predictions'
 BEST = 'best'
-# best/ is written into BEST_TMP, then swapped in: the old one is renamed to
-# BEST_OLD and removed after. A kill leaves a whole best/ (or BEST_OLD alone,
-# for an instant, which the next start renames back).
-BEST_TMP, BEST_OLD = 'best.tmp', 'best.old'
 
 
 def _report(writer, step: int, split: str, m: dict[str, float]) -> None:
@@ -68,6 +64,11 @@ class SumsEvaluator:
       out.update(m if split == 'eval' else {f'{split}/{k}': v
                                              for k, v in m.items()})
     return out
+
+  def wait(self) -> None:
+    pass
+
+  close = wait
 
 
 def parse_best_metric(spec: str, task: Any) -> list[tuple[str, str]]:
@@ -107,8 +108,12 @@ class PredictionEvaluator:
     self.name = t.get('best_metric', '') or task.main_metric
     self.best: float | None = None
     self.best_step: int | None = None
-    if jax.process_index() == 0:
-      _recover_best(ctx.workdir)
+    self.lengths_seen: set[int] = set()  # Token lengths predict compiled for.
+    self.best_writer = None
+    if not ctx.config.get('eval_only', False):
+      self.best_writer = best_writer.BestWriter(
+          os.path.join(ctx.workdir, BEST), ctx.model_config, ctx.tokenizer,
+          background=ctx.config.ckpt.get('async_save', True))
 
   def metadata(self) -> dict[str, Any]:
     """The best score so far, for the checkpoint (JSON floats round-trip)."""
@@ -139,8 +144,10 @@ class PredictionEvaluator:
     by_split = {}
     for split, feats in c.task.eval_features().items():
       # Whole splits always: F1 or MCC over part of a split is not the metric.
-      out = evaluation.predict_over(c.predict, params, feats,
-                                    c.config.train.global_batch_size, c.mesh)
+      out = evaluation.predict_over(
+          c.predict, params, feats, c.config.train.global_batch_size, c.mesh,
+          buckets=c.length_buckets, length_axes=c.task.length_axes(),
+          lengths_seen=self.lengths_seen)
       m = c.task.evaluate_split(split, out, pred_dir if writes else None)
       by_split[split] = {k: float(v) for k, v in m.items()}
       _report(c.writer, step, split, by_split[split])
@@ -150,44 +157,18 @@ class PredictionEvaluator:
         score > self.best if self.mode == 'max' else score < self.best))
     if better:
       self.best, self.best_step = score, step
-      if not c.config.get('eval_only', False):
-        self._save_best(params)
+      if self.best_writer is not None:
+        self.best_writer.save(params, c.task.metadata(),
+                              os.path.join(c.workdir, PREDICTIONS), step=step)
     return {'splits': by_split, 'best': {self.name: self.best,
                                          'step': self.best_step}}
 
-  def _save_best(self, params: Any) -> None:
-    c = self.ctx
-    tmp = os.path.join(c.workdir, BEST_TMP)
-    if jax.process_index() == 0:
-      storage.rmtree(tmp)  # A killed write's.
-    # Every process takes part in gathering sharded params; process 0 writes.
-    pretrained.save_pretrained(tmp, evaluation.to_host(params),
-                               c.model_config, c.tokenizer)
-    pause_points.pause('best', self.best_step)  # A kill mid-write (tests).
-    if jax.process_index() == 0:
-      pretrained.save_task_metadata(tmp, c.task.metadata())
-      storage.copytree(os.path.join(c.workdir, PREDICTIONS),
-                       os.path.join(tmp, PREDICTIONS))
-      _swap_in(tmp, os.path.join(c.workdir, BEST),
-               os.path.join(c.workdir, BEST_OLD))
+  def wait(self) -> None:
+    """Blocks until the best checkpoint being written (if any) is on disk."""
+    if self.best_writer is not None:
+      self.best_writer.wait()
 
-
-def _swap_in(new: str, dst: str, old: str) -> None:
-  """Replaces folder DST by NEW with two renames (see BEST_TMP)."""
-  storage.rmtree(old)
-  if storage.exists(dst):
-    storage.rename(dst, old)
-  storage.rename(new, dst)
-  storage.rmtree(old)
-
-
-def _recover_best(workdir: str) -> None:
-  """Undoes what a kill during a best/ write left (see BEST_TMP)."""
-  best, old = os.path.join(workdir, BEST), os.path.join(workdir, BEST_OLD)
-  if not storage.exists(best) and storage.exists(old):
-    storage.rename(old, best)  # Killed between the two renames.
-  storage.rmtree(old)
-  storage.rmtree(os.path.join(workdir, BEST_TMP))
+  close = wait
 
 
 EVALUATORS = {'sums': SumsEvaluator, 'predictions': PredictionEvaluator}

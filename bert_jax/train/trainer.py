@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from bert_jax import storage
+from bert_jax.data import length_buckets
 from bert_jax.data import loader as loader_lib
 from bert_jax.errors import UserInputError
 from bert_jax.tasks import registry
@@ -76,6 +77,11 @@ def _check_config(config: Any, num_devices: int | None) -> None:
   if 'num_epochs' not in t and t.num_steps < 1:
     raise ValueError(f'train.num_steps must be >= 1, got {t.num_steps}.')
   optim_lib.make_optimizer(config.optim, max(t.num_steps, 1))  # checks choices
+  length_buckets.parse(config.data.get('length_buckets', ''),
+                       config.data.max_seq_length)
+  if int(config.data.get('length_group_batches', 0)) < 0:
+    raise ValueError('data.length_group_batches must be >= 0 (0 = plain '
+                     f'shuffle), got {config.data.length_group_batches}.')
   nan_guard.check_config(t)
 
 
@@ -102,6 +108,8 @@ class Run:
   ckpt: ckpt_lib.Checkpointer | None = None
   loader: Any = None
   start: int = 0
+  # Token-axis lengths batches are cut to (None: full max_seq_length rows).
+  length_buckets: tuple[int, ...] | None = None
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
@@ -155,17 +163,32 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
           train_step, eval_step, predict, train_rng, eval_rng,
           metrics_writer.MetricsWriter(workdir), s.num_steps, s.eval_every,
           s.stats)
+  if s.task.length_axes():
+    r.length_buckets = length_buckets.parse(
+        config.data.get('length_buckets', ''), config.data.max_seq_length)
+  if r.length_buckets:
+    metrics_writer.log_line(
+        f'Length buckets {list(r.length_buckets)}: each batch is cut to the '
+        'shortest that fits its longest row (one compile per bucket used).')
   r.evaluator = evaluators.make_evaluator(r)
   if config.get('eval_only', False):
     return r
   r.ckpt = ckpt_lib.Checkpointer(workdir, every_steps=config.ckpt.every_steps,
                                  keep=config.ckpt.keep,
                                  async_save=config.ckpt.async_save)
+  if getattr(r.evaluator, 'best_writer', None) is not None:
+    r.evaluator.best_writer.before_write = r.ckpt.wait  # One orbax write at a time.
+  train_features = s.task.train_features()
+  trimmer, order = length_buckets.for_training(
+      train_features, r.length_buckets, s.task.length_axes(),
+      config.train.global_batch_size, config.seed,
+      int(config.data.get('length_group_batches', 0)))
   r.loader = loader_lib.make_loader(
-      s.task.train_features(), global_batch_size=config.train.global_batch_size,
+      train_features, global_batch_size=config.train.global_batch_size,
       seed=config.seed, shuffle=True, process_index=jax.process_index(),
       process_count=jax.process_count(),
-      worker_count=config.data.get('worker_count', 0))
+      worker_count=config.data.get('worker_count', 0), trimmer=trimmer,
+      batch_order=order)
   # The newest good checkpoint: broken ones are moved aside, with a warning.
   restored = r.ckpt.restore_latest(jax.eval_shape(lambda: state), shardings,
                                    r.loader)
@@ -230,11 +253,15 @@ def train_loop(r: Run) -> dict[str, Any]:
   meter = _Meter(nan_guard.NanGuard(t, r.ckpt),
                  metrics_writer.Progress(last, step), r.writer, counts)
   final_eval: dict[str, Any] = {}
+  lengths_seen: set[int] = set()  # One compile of the train step each.
+  metrics_writer.log_line(f'Training steps {step + 1}-{stop_at} of {last}.')
   t0 = time.perf_counter()
   with Preempted() as preempted:
     try:
       while step < stop_at:
         host_batch = next(r.loader)
+        if r.length_buckets:
+          _note_length(host_batch, lengths_seen, r.length_buckets)
         r.state, metrics = r.train_step(
             r.state, sharding.shard_batch(host_batch, r.mesh), r.train_rng)
         step += 1
@@ -254,8 +281,11 @@ def train_loop(r: Run) -> dict[str, Any]:
         if is_eval:
           final_eval = r.evaluator(step, r.state.params, final=step == last)
           if step == last:  # Before the final save: a kill after it loses nothing.
-            _write_results(r.workdir, _result(step, final_eval, r.stats))
+            r.evaluator.wait()  # The best checkpoint it names is on disk.
+            _write_results(r.workdir, _result(r, step, final_eval, lengths_seen))
         if is_save:
+          # One orbax write at a time (best_writer.py).
+          r.evaluator.wait()
           r.ckpt.save(step, r.state, {'step': step, **r.evaluator.metadata()},
                       r.loader)
           r.writer.sync()  # Remote workdir: metrics up to here are uploaded.
@@ -263,18 +293,36 @@ def train_loop(r: Run) -> dict[str, Any]:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
           break
     finally:
+      r.evaluator.close()  # The best checkpoint is on disk before results.
       r.ckpt.close()
       r.writer.close()
-  result = _result(step, final_eval, r.stats)
+  result = _result(r, step, final_eval, lengths_seen)
   if final_eval and step != last:  # Stopped early: its last evaluation.
     _write_results(r.workdir, result)
   result['state'] = r.state
   return result
 
 
-def _result(step: int, final_eval: dict[str, Any], stats: dict[str, Any]
-            ) -> dict[str, Any]:
-  return {'step': step, 'eval': final_eval, 'stats': stats}
+def _result(r: Run, step: int, final_eval: dict[str, Any],
+            lengths_seen: set[int]) -> dict[str, Any]:
+  result = {'step': step, 'eval': final_eval, 'stats': r.stats}
+  if r.length_buckets:
+    # The lengths are this launch's compilations (a resumed run's differ).
+    result['length_buckets'] = {
+        'buckets': list(r.length_buckets),
+        'train_lengths': sorted(lengths_seen),
+        'predict_lengths': sorted(getattr(r.evaluator, 'lengths_seen', ()))}
+  return result
+
+
+def _note_length(batch: dict[str, np.ndarray], seen: set[int],
+                 buckets: tuple[int, ...]) -> None:
+  length = int(batch['attention_mask'].shape[1])
+  if length not in seen:
+    seen.add(length)
+    metrics_writer.log_line(
+        f'Train step: first batch of length {length} ({len(seen)} of at most '
+        f'{len(buckets)} buckets): compiling.')
 
 
 def _write_results(workdir: str, result: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from bert_jax.data import builtin_topics
 from bert_jax.models import BertForPreTraining, config_for_size
+from bert_jax.tasks.classification import ClassificationTask
 from bert_jax.text import load_tokenizer
 from bert_jax import pretrained
 from bert_jax.train import trainer
@@ -194,3 +196,34 @@ def test_best_metric_mean_of_mnli_halves(tiny_ckpt, tmp_path):
     with tfds.testing.mock_data(num_examples=16,
                                 policy=tfds.testing.MockPolicy.USE_CODE):
       trainer.run(config, str(tmp_path / 'bad'))
+
+
+def test_builtin_topics_with_length_buckets(tiny_ckpt, tmp_path, monkeypatch):
+  """The built-in topic task, bucketed: at most one train-step trace and one
+  predict trace per bucket, the buckets used reported, the best checkpoint
+  complete once run() returns, no staging directory left."""
+  paths = builtin_topics.write_splits(str(tmp_path / 'data'), builtin_topics.make_splits(
+      num_classes=3, train=48, dev=24))
+  traces = {'sums': 0, 'predict': 0}
+  for name in traces:
+    original = getattr(ClassificationTask, name)
+    def counted(self, *a, _name=name, _original=original, **k):
+      traces[_name] += 1  # Python runs only while jax traces.
+      return _original(self, *a, **k)
+    monkeypatch.setattr(ClassificationTask, name, counted)
+  config = _config('local_classification', tiny_ckpt, train_file=paths['train'],
+                   eval_file=paths['dev'], length_buckets='16',
+                   length_group_batches=2)
+  config.train.num_steps = 4
+  config.train.eval_every_steps = 2
+  config.ckpt.async_save = True
+  result = trainer.run(config, str(tmp_path / 'run'))
+  used = result['length_buckets']
+  assert used['buckets'] == [16, 32]
+  assert set(used['train_lengths']) <= {16, 32} and used['train_lengths']
+  assert traces['sums'] == len(used['train_lengths'])
+  assert traces['predict'] == len(used['predict_lengths']) <= 2
+  assert sorted(os.listdir(tmp_path / 'run' / 'best')) == [
+      'model_config.json', 'params', 'predictions', 'task.json', 'tokenizer']
+  assert not [d for d in os.listdir(tmp_path / 'run') if d.startswith('best.')]
+  assert result['eval']['best']['step'] in (2, 4)

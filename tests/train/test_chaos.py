@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+from bert_jax.train import best_writer
 from bert_jax.train import evaluators
 from bert_jax.train import metrics_writer
 from bert_jax.train import trainer
@@ -75,18 +76,19 @@ def test_rewind_drops_later_and_half_written_records(tmp_path):
   assert os.path.getsize(w.path) == 0
 
 
-@pytest.mark.parametrize('left', ['old_only', 'tmp_and_best'])
+@pytest.mark.parametrize('left', ['old_only', 'partial_and_best'])
 def test_an_interrupted_best_swap_is_undone(tmp_path, left):
-  best, old, tmp = (tmp_path / n for n in (evaluators.BEST, evaluators.BEST_OLD,
-                                           evaluators.BEST_TMP))
+  best = tmp_path / evaluators.BEST
+  old, partial = (tmp_path / (evaluators.BEST + x) for x in (
+      best_writer.OLD, best_writer.PARTIAL))
   if left == 'old_only':  # Killed between the two renames.
     old.mkdir()
     (old / 'task.json').write_text('{"step": 4}')
   else:  # Killed while the new one was written.
     best.mkdir()
     (best / 'task.json').write_text('{"step": 4}')
-    tmp.mkdir()
-    (tmp / 'task.json').write_text('{"st')
-  evaluators._recover_best(str(tmp_path))  # pylint: disable=protected-access
+    partial.mkdir()
+    (partial / 'task.json').write_text('{"st')
+  best_writer._recover(str(best))  # pylint: disable=protected-access
   assert sorted(os.listdir(tmp_path)) == [evaluators.BEST]
   assert (best / 'task.json').read_text() == '{"step": 4}'
