@@ -247,9 +247,9 @@ def train_loop(r: Run) -> dict[str, Any]:
   t, last, step = r.config.train, r.num_steps, r.start
   stop_at = min(last, step + t.stop_after_steps) if t.stop_after_steps else last
   peak = t.get('peak_tflops', 0.0)
+  # Each batch's FLOPs at its own length (a length bucket's in fine-tuning).
   counts = throughput.Window(throughput.flops_per_token(
-      r.state.params, r.model_config, r.config.data.max_seq_length)
-      if peak > 0 else 0.0, peak)
+      r.state.params, r.model_config) if peak > 0 else None, peak)
   meter = _Meter(nan_guard.NanGuard(t, r.ckpt),
                  metrics_writer.Progress(last, step), r.writer, counts)
   final_eval: dict[str, Any] = {}
