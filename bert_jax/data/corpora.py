@@ -261,7 +261,19 @@ def _builtin_documents() -> Iterator[list[str]]:
   from pydoc_data import topics  # pylint: disable=g-import-not-at-top
   for key in sorted(topics.topics):
     yield split_sentences(topics.topics[key])
-  seen = set()  # Docstrings shared through aliases and re-exports count once.
+  for _, doc in builtin_module_documents():
+    yield doc
+
+
+def builtin_module_documents() -> Iterator[tuple[str, list[str]]]:
+  """(module name, sentences) per standard-library module, sorted by name.
+
+  The module part of the builtin corpus, with the name each document comes
+  from (e.g. for a sentence-topic task, `bert_jax.data.builtin_topics`). A
+  docstring shared through aliases and re-exports counts once, for the first
+  module (in name order) that has it.
+  """
+  seen = set()
   for name in _stdlib_module_names():
     module = _quiet_import(name)
     if module is None:
@@ -271,7 +283,7 @@ def _builtin_documents() -> Iterator[list[str]]:
       if text not in seen:
         seen.add(text)
         doc.extend(split_sentences(inspect.cleandoc(text)))
-    yield doc
+    yield name, doc
 
 
 def _stdlib_module_names() -> list[str]:
