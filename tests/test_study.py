@@ -9,6 +9,8 @@ import subprocess
 import pytest
 
 from bert_jax.data import corpora
+from bert_jax.data import pretrain_inputs
+from configs import pretrain as pretrain_config
 from experiments import study
 from experiments import study_report
 from experiments import trials
@@ -136,3 +138,23 @@ def test_corpus_exclusion_and_verdicts(tmp_path):
   assert study_report.verdict(s([0.40, 0.41, 0.40]), s([0.50, 0.52, 0.51]), False) == \
       'does NOT beat random init (lower)'
   assert study_report.verdict(s([0.9]), s([0.5, 0.52]), False) == 'cannot tell (n<2)'
+
+
+
+def test_pretraining_inputs_leave_out_the_excluded_sentences(tmp_path):
+  corpus = tmp_path / 'corpus.txt'
+  docs = [[f'Document {d} sentence {i} talks about topic {d * 7 + i}.' for i in range(6)]
+          for d in range(8)]
+  corpus.write_text('\n\n'.join('\n'.join(d) for d in docs) + '\n')
+  held = [docs[0][1], docs[3][4], 'A sentence that is in no document.']
+  (tmp_path / 'held.txt').write_text('\n'.join(held) + '\n')
+  data = pretrain_config.get_config('size=tiny,runlocal').data
+  data.update(corpus=str(corpus), tokenizer_vocab_size=120, max_seq_length=32,
+              max_predictions_per_seq=5, dupe_factor=1, eval_fraction=0.0)
+  data.exclude_sentences = str(tmp_path / 'held.txt')
+  inputs = pretrain_inputs.build(data, str(tmp_path / 'w'), seed=0)
+  assert inputs.stats['excluded_sentences'] == 2
+  assert inputs.stats['documents'] == 8
+  data.prepared_dir = str(tmp_path)
+  with pytest.raises(ValueError, match='data.exclude_sentences'):
+    pretrain_inputs.build(data, str(tmp_path / 'w2'), seed=0)

@@ -15,7 +15,7 @@ pretraining corpus (data.exclude_sentences, written by experiments/study.py).
 """
 
 VARIANTS = 'experiments/sweeps/variants.py'
-ONLY = ('baseline', 'pre_ln', 'rope')
+ONLY = ('baseline', 'rope')
 SEEDS = 3
 REFERENCE = 'baseline'
 
