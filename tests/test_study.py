@@ -10,7 +10,10 @@ import pytest
 
 from bert_jax.data import corpora
 from bert_jax.data import pretrain_inputs
+from bert_jax.data import pretraining
+from bert_jax.text import load_tokenizer
 from configs import pretrain as pretrain_config
+from experiments import objective_examples
 from experiments import study
 from experiments import study_report
 from experiments import trials
@@ -158,3 +161,14 @@ def test_pretraining_inputs_leave_out_the_excluded_sentences(tmp_path):
   data.prepared_dir = str(tmp_path)
   with pytest.raises(ValueError, match='data.exclude_sentences'):
     pretrain_inputs.build(data, str(tmp_path / 'w2'), seed=0)
+  # The objectives' examples as the sweep file describes them (same tokenizer).
+  assert objective_examples.main(['--tokenizer', str(tmp_path / 'w' / 'tokenizer'),
+                                  '--corpus', str(corpus), '--max_seq_length', '32']) == 0
+  tok = load_tokenizer(str(tmp_path / 'w' / 'tokenizer'))
+  token_docs = pretraining.documents_to_token_docs(docs, tok)
+  for name in ('mlm', 'mlm_nsp', 'mlm_sop'):
+    m = objective_examples.measure(token_docs, tok, name, 32, 8)
+    assert m['examples_per_row'] >= 1 and 0 < m['tokens_per_example'] <= 32
+    # Packing moves tokens, never drops them.
+    assert m['rows'] * 32 * (1 - m['padding']) == pytest.approx(
+        m['examples'] * m['tokens_per_example'])
