@@ -83,9 +83,10 @@ def build(root: str) -> tuple[str, list[str]]:
   names += [RANDOM_INIT] + sorted({n for _, gs in per_task.values() for n in gs}
                                   - set(names) - {RANDOM_INIT})
   pre = {g['name']: g for g in pgroups}
+  reference = meta.get('reference') or (names[0] if names else '')
   header = ['variant', 'overrides', f'pretrain {PRETRAIN_METRIC}']
   for task, (metric, _) in per_task.items():
-    header += [f'{task} {metric}', f'{task} vs random init']
+    header += [f'{task} {metric}', f'{task} vs random init', f'{task} vs {reference}']
   lines = []
   verdicts = []
   for name in names:
@@ -98,11 +99,15 @@ def build(root: str) -> tuple[str, list[str]]:
       s = groups.get(name, {}).get('summaries', {}).get(metric) if metric else None
       floor = groups.get(RANDOM_INIT, {}).get('summaries', {}).get(metric) if metric else None
       cells.append(_cell(s))
+      ref = groups.get(reference, {}).get('summaries', {}).get(metric) if metric else None
+      # The architecture question: this variant against the reference, downstream.
+      versus = ('(reference)' if name == reference else
+                stats.compare(s, ref, lower) or '–')
       if name == RANDOM_INIT:
-        cells.append('(the floor)')
+        cells += ['(the floor)', versus]
         continue
       v = verdict(s, floor, lower)
-      cells.append(v)
+      cells += [v, versus]
       if s is not None and floor is not None and v != 'beats random init':
         verdicts.append(f'- **{name} {v}** on {task}: {metric} {s.mean:.4f} vs '
                         f'{floor.mean:.4f} from random init (n = {s.n} / {floor.n}).')
@@ -113,7 +118,9 @@ def build(root: str) -> tuple[str, list[str]]:
         'Each cell: mean ± sample std [95% Student t interval] over the finished '
         'seeds; downstream metrics at the last fine-tuning step. "beats random '
         'init" only when the two 95% intervals are disjoint (experiments/stats.py);'
-        ' overlapping intervals are reported as not beating it.', '']
+        ' overlapping intervals are reported as not beating it. "vs '
+        f'{reference}": the same noise rule against the reference variant '
+        '(within noise / better / worse).', '']
   if verdicts:
     md += ['Pretrained rows that do not beat the random-init floor:', ''] + verdicts + ['']
   elif any(groups.get(RANDOM_INIT) for _, groups in per_task.values()):

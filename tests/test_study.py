@@ -94,9 +94,9 @@ def test_study_pretrains_finetunes_and_reports_against_random_init(
       assert f['init_from'] == str(root / 'pretrain' / name)
   text = (root / 'study.md').read_text()
   row = next(l for l in text.splitlines() if l.startswith('| baseline |'))
-  assert '0.8100 ± 0.0100' in row and '| beats random init |' in row
+  assert '0.8100 ± 0.0100' in row and '| beats random init | (reference) |' in row
   row = next(l for l in text.splitlines() if l.startswith('| pre_ln |'))
-  assert 'does NOT beat random init (intervals overlap)' in row
+  assert row.endswith('| does NOT beat random init (intervals overlap) | worse |')
   assert '**pre_ln does NOT beat random init (intervals overlap)** on topics' in text
   assert '| random_init | (random init: no pretraining) | – | 0.5967' in text
   assert 'Held-out text of topics: excluded from pretraining: 10 sentences of dev.tsv' in text
