@@ -2,12 +2,18 @@ r"""Architecture variants, pretrained at tiny size on the builtin corpus, then
 fine-tuned on the builtin sentence-topic task (bert_jax/data/builtin_topics.py).
 
 The variants are entries of experiments/sweeps/variants.py (one model field
-each). The recipe is sized for a 2-core CPU: tiny model (2 layers, 128 wide),
-sequence 64, 800 pretraining steps, then 600 training sentences of 6 topics
-(where pretraining helps most: few labelled examples, in-domain text), 10
-epochs at one learning rate for every row, random init included. The 600 dev
-sentences are evaluated; they and the test sentences are removed from the
-pretraining corpus (data.exclude_sentences, written by experiments/study.py).
+each): baseline (original BERT) and rope. The recipe is sized for a loaded
+2-core CPU (about 7-10 minutes per pretraining trial, 2 at once): tiny model
+(2 layers, 128 wide), sequence 64, 800 pretraining steps (MLM accuracy
+~0.12-0.17), then 600 training sentences of 6 topics, 10 epochs at one
+learning rate (5e-4) for every row, random init included. The 600 dev
+sentences are evaluated; they are removed from the pretraining corpus
+(data.exclude_sentences, written by experiments/study.py).
+
+This is NOT yet a recipe where pretraining wins: single-seed probes on
+2026-12-02 (docs/experiments.md) had the 800-step checkpoint below random
+init at lr 5e-4 and 1e-4 and with 300 or 600 training sentences; the
+measured 3-seed result is in docs/experiments.md.
 
   python -m experiments.study --study experiments/studies/variants.py \
       --root runs/study --seeds 3 --workers 2
