@@ -74,6 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.corpus = 'builtin'                  # builtin | path/glob[,..] | tfds:NAME[:SPLIT]
   d.prepared_dir = ''                   # array_record shards from bert_jax.data.prepare.
   d.max_documents = 0                   # 0 = all documents of the corpus.
+  # A text file, one sentence a line: corpus sentences equal to one are
+  # removed before anything is built (e.g. a downstream task's dev/test
+  # sentences, so fine-tuning is evaluated on text pretraining never saw).
+  d.exclude_sentences = ''
   d.eval_fraction = 0.02                # Held-out documents for evaluation.
   d.tokenizer = ''                      # vocab.txt / .model / dir; '' = train one.
   d.tokenizer_kind = 'wordpiece'        # wordpiece | sentencepiece (when training).

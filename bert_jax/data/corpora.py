@@ -195,6 +195,40 @@ def split_documents(
   return train, held_out
 
 
+def read_sentence_list(path: str) -> set[str]:
+  """The sentences of PATH, one a line (blank lines skipped), whitespace-normalized.
+
+  Raises:
+    InputFileNotFoundError: PATH does not exist.
+  """
+  if not storage.exists(path):
+    raise InputFileNotFoundError(
+        f'data.exclude_sentences: {path} does not exist (expected a text file, '
+        'one sentence a line).')
+  return {' '.join(line.split()) for line in storage.read_text(path).splitlines()
+          if line.strip()}
+
+
+def exclude_sentences(docs: Iterable[Sequence[str]], excluded: set[str]
+                      ) -> tuple[list[list[str]], int]:
+  """DOCS without the sentences in EXCLUDED (e.g. a downstream task's dev set).
+
+  Matching is exact after whitespace normalization, which is how the builtin
+  topic task (`bert_jax.data.builtin_topics`) takes its sentences from this
+  corpus. A document left with no sentence is dropped.
+
+  Returns:
+    (the documents, how many sentences were removed).
+  """
+  out, removed = [], 0
+  for doc in docs:
+    kept = [s for s in doc if ' '.join(s.split()) not in excluded]
+    removed += len(doc) - len(kept)
+    if kept:
+      out.append(kept)
+  return out, removed
+
+
 # --- Local files. ---
 
 

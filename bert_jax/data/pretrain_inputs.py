@@ -82,6 +82,11 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
   t0 = time.perf_counter()
   objectives.get(data.objective)  # Fail before any corpus is read.
   if data.prepared_dir:
+    if data.get('exclude_sentences', ''):
+      raise ValueError(
+          f'data.exclude_sentences={data.exclude_sentences!r} filters a corpus '
+          f'read at run time; data.prepared_dir={data.prepared_dir!r} was built '
+          'already: drop one of the two.')
     if not (tokenizer_path or data.tokenizer):
       raise ValueError('data.prepared_dir needs data.tokenizer: the tokenizer '
                        'the shards were prepared with.')
@@ -108,6 +113,14 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
              'prepare_seconds': time.perf_counter() - t0}
     return PretrainInputs(tok, train, ev, stats, k)
   docs = list(corpora.load_corpus(data.corpus, data.max_documents or None))
+  excluded = 0
+  if data.get('exclude_sentences', ''):
+    # Before the tokenizer and the held-out split: the excluded text (a
+    # downstream dev/test set) shapes neither the vocabulary nor any example.
+    docs, excluded = corpora.exclude_sentences(
+        docs, corpora.read_sentence_list(data.exclude_sentences))
+    logging.info('data.exclude_sentences=%s: removed %d corpus sentences.',
+                 data.exclude_sentences, excluded)
   train_docs, eval_docs = corpora.split_documents(docs, data.eval_fraction, seed)
   if not train_docs:
     raise UserInputError(
@@ -121,6 +134,7 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
                     'evaluation during pretraining.', data.eval_fraction)
   stats = {
       'documents': len(docs), 'eval_documents': len(eval_docs),
+      'excluded_sentences': excluded,
       'train_examples': _count(train), 'train_rows': len(train['input_ids']),
       'eval_examples': 0 if ev is None else _count(ev),
       'padding_fraction': examples_lib.padding_fraction(train),
