@@ -71,7 +71,7 @@ def run_local(root: str, todo: list[trials_lib.Trial], workers: int,
               run: Callable[..., tuple[str, bool, str]] = trials_lib.run_trial
               ) -> list[tuple[str, bool, str]]:
   """Runs TODO, WORKERS at once, each on its slot's devices."""
-  slots: queue.Queue = queue.Queue()
+  """Runs the trials in ``todo``, ``workers`` at a time, each on its slot's devices."""
   for env in slot_envs(workers, gpus):
     slots.put(env)
   n = len(todo)
