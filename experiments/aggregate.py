@@ -125,17 +125,20 @@ def grid_fields(groups: list[dict[str, Any]]) -> list[str]:
   return [k for k, vs in values.items() if len(vs) > 1]
 
 
+def summary_cell(s: stats.Summary | None, show_n: bool = True) -> str:
+  """'mean ± std [95% CI] (n=N)' of a metric over trials; '–' when none."""
+  if s is None:
+    return '–'
+  if s.std is None:
+    return f'{s.mean:.4f} (n=1)'
+  n = f' (n={s.n})' if show_n else ''
+  return f'{s.mean:.4f} ± {s.std:.4f} [{s.lo:.4f}, {s.hi:.4f}]{n}'
+
+
 def all_metrics_table(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
   """Every metric of every entry as 'mean ± std [95% CI]' (n = finished trials)."""
   keys = sorted({k for g in groups for k in g['summaries']})
   header = ['name'] + keys
 
-  def cell(s: stats.Summary | None) -> str:
-    if s is None:
-      return '–'
-    if s.std is None:
-      return f'{s.mean:.4f} (n=1)'
-    return f'{s.mean:.4f} ± {s.std:.4f} [{s.lo:.4f}, {s.hi:.4f}] (n={s.n})'
-
-  return header, [[g['name']] + [cell(g['summaries'].get(k)) for k in keys]
+  return header, [[g['name']] + [summary_cell(g['summaries'].get(k)) for k in keys]
                   for g in groups]

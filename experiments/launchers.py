@@ -70,8 +70,8 @@ def run_local(root: str, todo: list[trials_lib.Trial], workers: int,
               gpus: list[str],
               run: Callable[..., tuple[str, bool, str]] = trials_lib.run_trial
               ) -> list[tuple[str, bool, str]]:
-  """Runs TODO, WORKERS at once, each on its slot's devices."""
   """Runs the trials in ``todo``, ``workers`` at a time, each on its slot's devices."""
+  slots: queue.Queue = queue.Queue()
   for env in slot_envs(workers, gpus):
     slots.put(env)
   n = len(todo)

@@ -31,11 +31,7 @@ PRETRAIN_METRIC = 'mlm_accuracy'
 
 
 def _cell(s: stats.Summary | None) -> str:
-  if s is None:
-    return '–'
-  if s.std is None:
-    return f'{s.mean:.4f} (n=1)'
-  return f'{s.mean:.4f} ± {s.std:.4f} [{s.lo:.4f}, {s.hi:.4f}]'
+  return aggregate.summary_cell(s, show_n=False)
 
 
 def _groups(root: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
