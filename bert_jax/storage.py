@@ -111,18 +111,33 @@ def write_json(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> None:
   write_text(path, json.dumps(obj, **dump_kwargs))
 
 
+def _fresh(path: str | os.PathLike) -> epath.Path:
+  """PATH as an epath whose next lookups ask the store, not a cache.
+
+  gcsfs caches folder listings per process, and the checkpoint arrays are
+  written by tensorstore, which that cache never hears of: a listing taken
+  before a save (or before a killed run's leftovers were moved) would be
+  stale. These calls are rare (checkpoints, locks), so ask afresh.
+  """
+  p = _epath(path)
+  fs = p._backend.fs(os.fspath(path))  # pylint: disable=protected-access
+  if hasattr(fs, 'invalidate_cache'):
+    fs.invalidate_cache(os.fspath(path))
+  return p
+
+
 def exists(path: str | os.PathLike) -> bool:
-  return _epath(path).exists() if is_uri(path) else os.path.exists(path)
+  return _fresh(path).exists() if is_uri(path) else os.path.exists(path)
 
 
 def isdir(path: str | os.PathLike) -> bool:
-  return _epath(path).is_dir() if is_uri(path) else os.path.isdir(path)
+  return _fresh(path).is_dir() if is_uri(path) else os.path.isdir(path)
 
 
 def isfile(path: str | os.PathLike) -> bool:
   if not is_uri(path):
     return os.path.isfile(path)
-  p = _epath(path)
+  p = _fresh(path)
   return p.exists() and not p.is_dir()
 
 
@@ -141,7 +156,23 @@ def listdir(path: str | os.PathLike) -> list[str]:
   """Names (not paths) in folder PATH."""
   if not is_uri(path):
     return os.listdir(path)
-  return [p.name for p in _epath(path).iterdir()]
+  return [os.path.basename(o) for o in _objects(path, recursive=False)]
+
+
+def _objects(path: str | os.PathLike, recursive: bool) -> list[str]:
+  """The entries under folder PATH on object storage, as store paths
+  (``bucket/key``, no scheme): its children, or with RECURSIVE every object
+  under it. A zero-byte ``PATH/`` folder marker (some tools write them; a run
+  killed mid-save can leave one alone) is not an entry of its own folder.
+
+  Raises:
+    FileNotFoundError: nothing is stored under PATH.
+  """
+  p = _fresh(path)
+  fs = p._backend.fs(os.fspath(path))  # pylint: disable=protected-access
+  me = fs._strip_protocol(os.fspath(path)).rstrip('/')  # pylint: disable=protected-access
+  names = fs.find(me, withdirs=False) if recursive else fs.ls(me, detail=False)
+  return [n.rstrip('/') for n in names if n.rstrip('/') != me]
 
 
 def glob(pattern: str) -> list[str]:
@@ -179,8 +210,9 @@ def rmtree(path: str | os.PathLike) -> None:
   """Removes the folder PATH and all in it; quiet if it is missing."""
   if not is_uri(path):
     shutil.rmtree(path, ignore_errors=True)
-  elif _epath(path).exists():
+  elif _fresh(path).exists():
     _epath(path).rmtree(missing_ok=True)
+    _fresh(path)  # The listings that held PATH are stale now.
 
 
 def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -195,6 +227,7 @@ def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
   else:
     copyfile(src, dst)
     remove(src)
+    _fresh(src)
 
 
 def copyfile(src: str | os.PathLike, dst: str | os.PathLike) -> None:

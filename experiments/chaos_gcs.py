@@ -67,8 +67,8 @@ def main() -> int:
         kills += 1
         print(f'killed as {target} appeared', flush=True)
       else:
-        tail = p.communicate()[0].decode(errors='replace').strip().splitlines()[-3:]
-        print(f'the launch ended by itself (exit {p.returncode}): {tail}', flush=True)
+        tail = p.communicate()[0].decode(errors='replace').strip().splitlines()[-150:]
+        print(f"the launch ended by itself (exit {p.returncode}):\n" + "\n".join(tail), flush=True)
     last = _launch('gs://bkt/killed', env)
     out = last.communicate()[0].decode(errors='replace')
     resumed = [l for l in out.splitlines() if l.startswith('Resumed')]

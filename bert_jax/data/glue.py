@@ -10,6 +10,7 @@ one a submission file lists.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -198,9 +199,10 @@ def write_glue_submission(task: str, idx: Sequence[int], predictions: Sequence[A
     cells = [str(int(p)) for p in preds]
   order = np.argsort(idx, kind='stable')
   storage.makedirs(os.path.dirname(storage.absolute(path)))
-  with storage.open_file(path, 'w', newline='') as f:
-    w = csv.writer(f, delimiter='\t', lineterminator='\n')
-    w.writerow(['index', 'prediction'])
-    for i in order:
-      w.writerow([int(idx[i]), cells[i]])
+  buf = io.StringIO()  # Written whole: a kill mid-write leaves the old file.
+  w = csv.writer(buf, delimiter='\t', lineterminator='\n')
+  w.writerow(['index', 'prediction'])
+  for i in order:
+    w.writerow([int(idx[i]), cells[i]])
+  storage.write_text(path, buf.getvalue())
   return path

@@ -193,19 +193,20 @@ class ClassificationTask(FinetuneTask):
       probs = z / z.sum(-1, keepdims=True)
     unlabeled = self._unlabeled(split)
     path = os.path.join(directory, f'predictions_{_safe_name(split)}.jsonl')
-    with storage.open_file(path, 'w') as f:
-      for r, e in enumerate(examples):
-        rec = {'index': e.idx, 'text_a': e.text_a}
-        if e.text_b is not None:
-          rec['text_b'] = e.text_b
-        if self.regression:
-          rec['prediction'] = float(preds[r])
-          rec['label'] = None if unlabeled else float(e.label)
-        else:
-          rec['prediction'] = self.label_names[int(preds[r])]
-          rec['probability'] = float(probs[r, preds[r]])
-          rec['label'] = None if unlabeled else self.label_names[int(e.label)]
-        f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+    lines = []  # Written whole: a kill mid-write leaves the old file.
+    for r, e in enumerate(examples):
+      rec = {'index': e.idx, 'text_a': e.text_a}
+      if e.text_b is not None:
+        rec['text_b'] = e.text_b
+      if self.regression:
+        rec['prediction'] = float(preds[r])
+        rec['label'] = None if unlabeled else float(e.label)
+      else:
+        rec['prediction'] = self.label_names[int(preds[r])]
+        rec['probability'] = float(probs[r, preds[r]])
+        rec['label'] = None if unlabeled else self.label_names[int(e.label)]
+      lines.append(json.dumps(rec, ensure_ascii=False) + '\n')
+    storage.write_text(path, ''.join(lines))
     if self.glue_task:
       sub_dir = os.path.join(directory, 'test') if unlabeled else directory
       glue.write_glue_submission(

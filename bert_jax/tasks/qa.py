@@ -251,9 +251,8 @@ class QaTask(FinetuneTask):
         files.append(('null_odds', r['null_odds']))
       for stem, obj in files:
         path = os.path.join(directory, f'{stem}_{split}.json')
-        with storage.open_file(path, 'w', encoding='utf-8') as f:
-          json.dump(obj, f, indent=2, ensure_ascii=False)
-          f.write('\n')
+        storage.write_text(  # Whole: a kill mid-write leaves the old file.
+            path, json.dumps(obj, indent=2, ensure_ascii=False) + '\n')
     answers = {e.qid: list(e.answers) for e in self.eval_examples[split]}
     return squad_metrics.evaluate(
         answers, r['predictions'], version_2=self.version_2,

@@ -256,10 +256,9 @@ class TaggingTask(FinetuneTask):
     if directory is not None:
       storage.makedirs(directory)
       path = os.path.join(directory, f'predictions_{split}.txt')
-      with storage.open_file(path, 'w', encoding='utf-8') as f:
-        for s, g, p in zip(sents, gold, pred):
-          f.writelines(f'{w} {a} {b}\n' for w, a, b in zip(s.tokens, g, p))
-          f.write('\n')
+      storage.write_text(path, ''.join(  # Whole: a kill leaves the old file.
+          ''.join(f'{w} {a} {b}\n' for w, a, b in zip(s.tokens, g, p)) + '\n'
+          for s, g, p in zip(sents, gold, pred)))
     return ner_metrics.ner_metrics(gold, pred)
 
   def metadata(self):

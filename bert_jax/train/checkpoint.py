@@ -127,6 +127,16 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_names=('state', 'metadata', 'data'))
+    # Orbax deletes a killed save's leftovers in a background thread (on
+    # object storage: every step folder without its commit marker) and waits
+    # for that only at the next save. Listing steps meanwhile races with it:
+    # a step seen in the listing is gone when it is read or moved aside.
+    # Wait now (orbax's own wait; no public name in the pinned version).
+    wait_cleanup = getattr(self.manager, '_maybe_await_cleanup_tmp_directory', None)
+    if wait_cleanup is not None:
+      wait_cleanup()
+    if jax.process_count() > 1:  # Process 0 cleans; the others wait for it.
+      multihost_utils.sync_global_devices('bert_jax:checkpoint_cleanup')
     self._pending: int | None = None  # Step written in the background.
 
   def step_dir(self, step: int) -> str:

@@ -9,6 +9,7 @@ resumed to 6, and a fine-tuning run with ``init_from=gs://...``."""
 import json
 import os
 
+import fsspec
 import numpy as np
 import pytest
 
@@ -74,6 +75,39 @@ def test_a_broken_checkpoint_on_gs_is_moved_aside_and_retention_prunes(bucket):
   np.testing.assert_array_equal(state.params['w'],
                                 test_reliability._state(2).params['w'])
   assert storage.listdir(f'{workdir}/{ckpt_lib.BROKEN_DIR}') == ['3']
+
+
+def test_leftovers_of_a_killed_save_on_gs_are_cleaned_before_resuming(bucket):
+  """What a kill mid-save leaves on object storage, where orbax writes a step
+  in place: a step with a few of its objects and no commit marker, or only a
+  zero-byte folder marker (``3/``), which gcsfs lists as its own child.
+  Orbax deletes uncommitted steps in a background thread; the Checkpointer
+  waits for it before listing (a relaunch used to race with it and fail).
+  When they were all there was, the run starts afresh."""
+  fs = fsspec.filesystem('gs')
+  workdir = f'{bucket}/killed'
+  ckpt = ckpt_lib.Checkpointer(workdir, every_steps=1, keep=2, async_save=False)
+  ckpt.save(1, test_reliability._state(1), {'step': 1}, None)
+  ckpt.close()
+  storage.write_text(f'{ckpt.step_dir(2)}/state/part', 'half')
+  fs.pipe(f'{ckpt.step_dir(3)[5:]}/', b'')  # gs:// off: a store path.
+  assert storage.listdir(ckpt.step_dir(3)) == []  # Not ['3'].
+  ckpt = ckpt_lib.Checkpointer(workdir, every_steps=1, keep=2)
+  assert storage.listdir(ckpt.directory) == ['1']
+  step, _, _ = ckpt.restore_latest(*test_reliability._restore_args(), None)
+  assert step == 1
+  ckpt.close()
+
+  only = ckpt_lib.Checkpointer(f'{bucket}/killed_first', every_steps=1, keep=1)
+  only.close()
+  fs.pipe(f'{only.step_dir(1)[5:]}/', b'')
+  storage.write_text(f'{only.step_dir(2)}/state/part', 'half')
+  only = ckpt_lib.Checkpointer(f'{bucket}/killed_first', every_steps=1, keep=1)
+  assert only.restore_latest(*test_reliability._restore_args(), None) is None
+  assert only.latest_step() is None
+  only.save(2, test_reliability._state(2), {'step': 2}, None)
+  only.close()
+  assert only.latest_step() == 2
 
 
 def test_a_live_runs_lock_on_gs_refuses_a_second_launch(bucket):
