@@ -34,6 +34,10 @@ class InputFileNotFoundError(UserInputError, FileNotFoundError):
   """A file or folder the config names does not exist."""
 
 
+class DatasetUnavailableError(UserInputError, RuntimeError):
+  """A dataset the config names (TFDS) is unknown or not prepared here."""
+
+
 def one_line(exc: BaseException) -> str:
   """The message an entry point prints for a user error: 'error: ...'.
 

@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bert_jax import storage
+from bert_jax.errors import UserInputError
 from bert_jax.models import encoder as encoder_lib
 from bert_jax.models.config import ModelConfig
 
@@ -47,7 +48,15 @@ def load_model_config(directory: str) -> ModelConfig:
     raise FileNotFoundError(
         f'{path} not found: {directory!r} is not a bert_jax checkpoint '
         'directory (expected model_config.json, params/ or checkpoints/).')
-  return ModelConfig.from_dict(json.loads(storage.read_text(path)))
+  try:
+    fields = json.loads(storage.read_text(path))
+  except json.JSONDecodeError as e:
+    raise UserInputError(f'{path}:{e.lineno}: not valid JSON ({e.msg}); '
+                         'expected the model config bert_jax wrote.') from e
+  try:
+    return ModelConfig.from_dict(fields)
+  except (TypeError, ValueError) as e:
+    raise UserInputError(f'{path}: {e}') from e
 
 
 def save_pretrained(directory: str, params: Any, config: ModelConfig,
@@ -91,13 +100,26 @@ def load_params(directory: str) -> dict[str, Any]:
   directory = storage.absolute(directory)
   params_dir = os.path.join(directory, PARAMS)
   if storage.isdir(params_dir):
-    return restore_numpy(params_dir)
+    return _readable(restore_numpy, params_dir)
   step_dir = _latest_step_dir(directory)
   if step_dir is None:
     raise FileNotFoundError(
         f'No params in {directory!r}: expected {params_dir} or a step folder '
         f'under {os.path.join(directory, CHECKPOINTS)}.')
-  return restore_numpy(os.path.join(step_dir, 'state'))['params']
+  return _readable(restore_numpy, os.path.join(step_dir, 'state'))['params']
+
+
+def _readable(restore: Any, path: str) -> Any:
+  """RESTORE(PATH), with a failure to read it reported as the input's."""
+  try:
+    return restore(path)
+  except Exception as e:  # pylint: disable=broad-except
+    # Orbax and tensorstore raise many types for a cut or foreign folder.
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise UserInputError(
+        f'{path}: the params could not be read ({type(e).__name__}: {why}); '
+        'expected an orbax checkpoint bert_jax wrote (truncated or '
+        'copied only in part?).') from e
 
 
 def tokenizer_dir(directory: str) -> str:

@@ -28,6 +28,7 @@ from array_record.python import array_record_module
 import numpy as np
 
 from bert_jax import storage
+from bert_jax.errors import UserInputError
 from bert_jax.data import corpora
 from bert_jax.data import objectives
 from bert_jax.data import packing
@@ -181,14 +182,18 @@ def read_meta(directory: str, split: str | None = None) -> dict[str, Any]:
   if not storage.exists(path):
     raise FileNotFoundError(f'no prepared examples at {directory}: {path} is '
                             'missing (run python -m bert_jax.data.prepare)')
-  meta = json.loads(storage.read_text(path))
+  try:
+    meta = json.loads(storage.read_text(path))
+  except json.JSONDecodeError as e:
+    raise UserInputError(f'{path}:{e.lineno}: not valid JSON ({e.msg}); '
+                         'rebuild it with python -m bert_jax.data.prepare') from e
   if meta.get('format') != FORMAT:
-    raise ValueError(f'{path} has format {meta.get("format")!r}, expected '
-                     f'{FORMAT!r}')
+    raise UserInputError(f'{path} has format {meta.get("format")!r}, '
+                         f'expected {FORMAT!r}')
   if split is not None:
     if split not in meta['splits']:
-      raise ValueError(f'{directory} has no split {split!r}; it has '
-                       f'{sorted(meta["splits"])}')
+      raise UserInputError(f'{directory} has no split {split!r}; it has '
+                           f'{sorted(meta["splits"])}')
     for name in meta['splits'][split]['files']:
       if not storage.exists(_shard_path(directory, name)):
         raise FileNotFoundError(
@@ -230,8 +235,8 @@ def _decode(records: Sequence[bytes],
   width = sum(sizes)
   flat = np.frombuffer(b''.join(records), '<i4')
   if flat.size != width * len(records):
-    raise ValueError(f'records are not {width} int32 each, as meta.json '
-                     'says; the shards and meta.json do not match')
+    raise UserInputError(f'records are not {width} int32 each, as meta.json '
+                         'says; the shards and meta.json do not match')
   rows = flat.reshape(len(records), width).astype(np.int32)
   out, start = {}, 0
   for feature, size in zip(features, sizes):

@@ -83,18 +83,18 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
   objectives.get(data.objective)  # Fail before any corpus is read.
   if data.prepared_dir:
     if data.get('exclude_sentences', ''):
-      raise ValueError(
+      raise UserInputError(
           f'data.exclude_sentences={data.exclude_sentences!r} filters a corpus '
           f'read at run time; data.prepared_dir={data.prepared_dir!r} was built '
           'already: drop one of the two.')
     if not (tokenizer_path or data.tokenizer):
-      raise ValueError('data.prepared_dir needs data.tokenizer: the tokenizer '
-                       'the shards were prepared with.')
+      raise UserInputError('data.prepared_dir needs data.tokenizer: the '
+                           'tokenizer the shards were prepared with.')
     tok = load_tokenizer(tokenizer_path or data.tokenizer)
     meta = prepare.read_meta(data.prepared_dir, 'train')
     for field in ('max_seq_length', 'objective'):
       if meta[field] != data[field]:
-        raise ValueError(
+        raise UserInputError(
             f'data.{field}={data[field]!r} but {data.prepared_dir} was prepared '
             f'with {meta[field]!r}.')
     k = int(meta.get('max_examples_per_row', 0))

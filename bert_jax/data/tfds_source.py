@@ -6,12 +6,14 @@ they fail the same way and count ``max_examples`` the same way:
 * ``max_examples``: 0 or None reads every record; N > 0 reads the first N;
   a negative value is a ValueError (`check_max_examples`). Local-file readers
   follow the same rule.
-* A dataset TFDS does not know raises one RuntimeError that names it and the
-  h5py pitfall (without TensorFlow, TFDS registers builders such as glue and
+* A dataset TFDS does not know raises the same error, naming it and the h5py
+  pitfall (without TensorFlow, TFDS registers builders such as glue and
   conll2003 only when h5py is installed).
 * A split that cannot be opened (not prepared, prepared as tfrecord, a bad
-  split name, no network to download it) raises one RuntimeError that names
-  the dataset, split and data_dir, and the command that prepares it.
+  split name) raises one ``DatasetUnavailableError`` (a RuntimeError and a
+  ``UserInputError``) that names the dataset, split and data_dir, and the
+  command that prepares it. Nothing is downloaded here: prepare datasets
+  first (``tfds build``), once, where there is network.
 
 ``tensorflow_datasets`` is imported on first use: it is slow to import, and
 the modules that use this one (e.g. `glue`, for its task table) are imported
@@ -23,6 +25,8 @@ import numbers
 from typing import Any
 
 import numpy as np
+
+from bert_jax import errors
 
 
 def check_max_examples(max_examples: int | None) -> int:
@@ -68,7 +72,7 @@ def _where(name: str, split: str | None, data_dir: str | None) -> str:
 
 def _not_registered(name: str, data_dir: str | None,
                     error: Exception) -> RuntimeError:
-  return RuntimeError(
+  return errors.DatasetUnavailableError(
       f'{_where(name, None, data_dir)}: TFDS has no builder of that name '
       f'({type(error).__name__}). Check the spelling; and note that without '
       'TensorFlow installed, TFDS silently skips registering builders such as '
@@ -105,13 +109,17 @@ def open_split(name: str, split: str, data_dir: str | None = None) -> Any:
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir or None)
+    # download=False: a split that is not prepared fails here at once, naming
+    # the command that prepares it, instead of each host of a run trying to
+    # download and prepare it (minutes of retries on a host without network).
+    return tfds.data_source(name, split=split, data_dir=data_dir or None,
+                            download=False)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise _not_registered(name, data_dir, e) from e
   except Exception as e:  # Anything else: say what to prepare, and how.
     dir_flag = f' --data_dir={data_dir}' if data_dir else ''
     dir_arg = f', data_dir={data_dir!r}' if data_dir else ''
-    raise RuntimeError(
+    raise errors.DatasetUnavailableError(
         f'Could not open {_where(name, split, data_dir)}: '
         f'{type(e).__name__}: {e}\nPrepare it first, in array_record format, '
         'on a machine with network access (TensorFlow needed there only):\n'

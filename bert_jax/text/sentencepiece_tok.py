@@ -14,6 +14,7 @@ import os
 import sentencepiece as spm
 
 from bert_jax import storage
+from bert_jax.errors import UserInputError
 from bert_jax.text import base
 
 MODEL_FILE = 'spiece.model'
@@ -50,14 +51,20 @@ class SentencePieceTokenizer(base.Tokenizer):
 
     Raises:
       FileNotFoundError: If `model_file` does not exist.
-      ValueError: If the model has no piece to use as [CLS] or [SEP].
+      UserInputError: If the file is not a SentencePiece model, or the model
+        has no piece to use as [CLS] or [SEP].
     """
     if not storage.isfile(model_file):
       raise FileNotFoundError(f'SentencePiece model not found: {model_file}')
     self.model_file = model_file
     self._do_lower_case = do_lower_case
     with storage.local_copy(model_file) as local:  # spm reads local files.
-      self._sp = spm.SentencePieceProcessor(model_file=local)
+      try:
+        self._sp = spm.SentencePieceProcessor(model_file=local)
+      except (RuntimeError, OSError) as e:  # spm: "could not parse ModelProto".
+        raise UserInputError(
+            f'{model_file}: not a readable SentencePiece model ({e}); expected '
+            'the .model file spm_train (or bert_jax.text) wrote') from e
     sp = self._sp
     unk = sp.unk_id()
     pad = self._find(PAD, '<pad>')
@@ -71,7 +78,7 @@ class SentencePieceTokenizer(base.Tokenizer):
       sep = sp.eos_id()
     for name, found in ((CLS, cls), (SEP, sep)):
       if found is None:
-        raise ValueError(
+        raise UserInputError(
             f'SentencePiece model {model_file} has no piece to use as {name} '
             f'(looked for {name}, <{name[1:-1].lower()}> and the model\'s '
             f'{"BOS" if name == CLS else "EOS"} id)')

@@ -9,6 +9,7 @@ import json
 import os
 
 from bert_jax import storage
+from bert_jax.errors import UserInputError
 from bert_jax.text import base
 from bert_jax.text import sentencepiece_tok
 from bert_jax.text import wordpiece
@@ -34,9 +35,9 @@ def _read_config(directory: str) -> dict:
   try:
     config = json.loads(storage.read_text(path))
   except json.JSONDecodeError as e:
-    raise ValueError(f'{path} is not valid JSON: {e}') from e
+    raise UserInputError(f'{path} is not valid JSON: {e}') from e
   if not isinstance(config, dict):
-    raise ValueError(f'{path} should hold a JSON object, got {config!r}')
+    raise UserInputError(f'{path} should hold a JSON object, got {config!r}')
   return config
 
 
@@ -69,14 +70,14 @@ def load_tokenizer(path: str, do_lower_case: bool | None = None) -> Tokenizer:
     elif path.endswith('.txt'):
       kind, file, config = 'wordpiece', path, {}
     else:
-      raise ValueError(
+      raise UserInputError(
           f'cannot tell the tokenizer type of {path}: expected a WordPiece '
           'vocab (.txt), a SentencePiece model (.model) or a folder')
   elif storage.isdir(path):
     config = _read_config(path)
     kind = config.get('kind')
     if kind is not None and kind not in KINDS:
-      raise ValueError(
+      raise UserInputError(
           f'{os.path.join(path, base.CONFIG_FILE)} has kind={kind!r}; '
           f'expected one of {KINDS}')
     vocab = os.path.join(path, wordpiece.VOCAB_FILE)

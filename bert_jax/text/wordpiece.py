@@ -19,6 +19,7 @@ from tokenizers import normalizers
 from tokenizers import pre_tokenizers
 
 from bert_jax import storage
+from bert_jax.errors import UserInputError
 from bert_jax.text import base
 
 VOCAB_FILE = 'vocab.txt'
@@ -86,7 +87,7 @@ class WordPieceTokenizer(base.Tokenizer):
       vocab = models.WordPiece.read_file(local)
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-      raise ValueError(
+      raise UserInputError(
           f'WordPiece vocabulary {vocab_file} lacks special tokens {missing}; '
           f'it needs all of {list(SPECIAL_TOKENS)}')
     self._ids = {t: vocab[t] for t in SPECIAL_TOKENS}
