@@ -18,9 +18,10 @@ guides claim: the Chinese guide's SentencePiece tokenizer trained on Chinese
 text pretrained a model whose loss is finite, and its WordPiece splits Chinese
 characters.
 
-Measured on 2026-12-02 on the shared 2-core machine: 167 s for this file when
-the machine was quiet (blocks: 93 s English, 70 s Chinese; the rest is start-up
-and the static checks), 429 s under a load average of 10. The two guide runs
+Measured on 2026-12-02 on the shared 2-core machine: 130 s and 167 s for this file in
+two runs while the machine was quiet (blocks: 71 / 93 s English, 55 / 70 s
+Chinese; the rest is start-up and the static checks), 429 s under a load
+average of 10. The two guide runs
 are separate tests, so pytest-xdist can run them side by side.
 """
 
