@@ -3,8 +3,8 @@
 With length buckets (``bert_jax.data.length_buckets``) the train step is
 compiled once per bucket. Compiled when the loop first meets a batch of that
 length, each compile stalls training for its whole duration (XLA:CPU compiles
-with about one core, ~10-40 s each for MiniLM-L6 on the 2-core CPU, against
-steps of well under a second). ``BucketPrograms`` lowers and compiles every
+with about one core: 6-11 s each for MiniLM-L6 on a nearly quiet 2-core
+CPU, several times that under load, against steps of well under a second). ``BucketPrograms`` lowers and compiles every
 bucket the run will use in background threads, in the order the loop meets
 them, so the loop waits only where it reaches a bucket whose compile has not
 finished, and the compiles overlap the steps and each other.
