@@ -109,6 +109,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.log_every_steps = 50
   t.peak_tflops = 0.0                  # One device's peak TFLOP/s: logs MFU (0 = no MFU).
   t.eval_every_steps = 0                # 0 = once per epoch (and at the end).
+  # With length buckets: compile the train step for every bucket the run
+  # uses in this many background threads from the start (bert_jax/train/
+  # precompile.py), instead of stalling at each bucket's first batch.
+  # 0 = compile each when first met.
+  t.precompile_threads = 2
   t.stop_after_steps = 0
   t.update(common.failure_fields())     # nan_policy, nan_max_skips, force_lock.
   # The best checkpoint (WORKDIR/best) maximises the mean of these

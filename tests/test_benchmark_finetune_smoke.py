@@ -2,7 +2,8 @@
 
 Both sides on a 2-layer, 32-wide BERT saved as a Hugging Face folder (with
 the MiniLM tokenizer), a few built-in topic sentences, one epoch: checks the
-plumbing (data, conversion, launch.py, the peer loop, the report), not speed.
+plumbing (data, the shared initial classifier, conversion, launch.py, the peer
+loop, the report), not speed.
 """
 
 import json
@@ -58,3 +59,8 @@ def test_benchmark_finetune_writes_the_report(tmp_path):
     assert 0.0 <= side['dev_accuracy'] <= 1.0
   assert r['ratio_total'] == pytest.approx(ours['total_s'] / peer['total_s'])
   assert r['uptime_start'] and r['settings']['train'] == 32
+  # One classifier draw for both sides (--head_init shared, the default):
+  # bert_jax loads the peer's, so no head starts fresh.
+  assert r['initial_model'] == str(tmp_path / 'work' / 'init_hf')
+  with open(ours['log']) as f:
+    assert 'start fresh' not in f.read()

@@ -30,6 +30,7 @@ from bert_jax.train import evaluators
 from bert_jax.train import metrics_writer
 from bert_jax.train import nan_guard
 from bert_jax.train import optim as optim_lib
+from bert_jax.train import precompile
 from bert_jax.train import setup as setup_lib
 from bert_jax.train import sharding
 from bert_jax.train import step as step_lib
@@ -150,6 +151,8 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   """Mesh-bound pieces: state, steps, evaluator, checkpointer, loader."""
   tx, schedule = optim_lib.make_optimizer(config.optim, s.num_steps)
   init_rng, train_rng, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
+  # Placed as the train step takes it: a program compiled ahead checks it.
+  train_rng = jax.device_put(train_rng, sharding.replicated(mesh))
   state, shardings = step_lib.init_state(s.task, tx, mesh, rules, init_rng,
                                          s.init_params)
   train_step, eval_step = step_lib.jit_steps(
@@ -199,6 +202,17 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   # Records after the restored step are recomputed: drop them (and any line
   # half written by a killed run), so each (step, split) appears once.
   r.writer.rewind(r.start)
+  threads = int(config.train.get('precompile_threads', 0))
+  if trimmer is not None and threads > 0 and isinstance(train_features, dict):
+    widths = precompile.widths_in_order(order, trimmer, r.start, r.num_steps,
+                                        r.length_buckets, trimmer.lengths_N)
+    r.train_step = precompile.BucketPrograms(
+        r.train_step, r.state, r.train_rng, train_features,
+        s.task.length_axes(), config.train.global_batch_size, widths, mesh,
+        rules, workers=threads)
+    metrics_writer.log_line(
+        f'Train step: compiling lengths {widths} ahead, {threads} at a time, '
+        'in the background.')
   return r
 
 
@@ -293,6 +307,8 @@ def train_loop(r: Run) -> dict[str, Any]:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
           break
     finally:
+      if isinstance(r.train_step, precompile.BucketPrograms):
+        r.train_step.close()
       r.evaluator.close()  # The best checkpoint is on disk before results.
       r.ckpt.close()
       r.writer.close()
@@ -322,7 +338,7 @@ def _note_length(batch: dict[str, np.ndarray], seen: set[int],
     seen.add(length)
     metrics_writer.log_line(
         f'Train step: first batch of length {length} ({len(seen)} of at most '
-        f'{len(buckets)} buckets): compiling.')
+        f'{len(buckets)} buckets).')
 
 
 def _write_results(workdir: str, result: dict[str, Any]) -> None:

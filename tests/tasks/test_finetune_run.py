@@ -201,7 +201,9 @@ def test_best_metric_mean_of_mnli_halves(tiny_ckpt, tmp_path):
 def test_builtin_topics_with_length_buckets(tiny_ckpt, tmp_path, monkeypatch):
   """The built-in topic task, bucketed: at most one train-step trace and one
   predict trace per bucket, the buckets used reported, the best checkpoint
-  complete once run() returns, no staging directory left."""
+  complete once run() returns, no staging directory left; the train step
+  compiled ahead (the default) computes what it computes compiled on first
+  use (train.precompile_threads=0)."""
   paths = builtin_topics.write_splits(str(tmp_path / 'data'), builtin_topics.make_splits(
       num_classes=3, train=48, dev=24))
   traces = {'sums': 0, 'predict': 0}
@@ -227,3 +229,11 @@ def test_builtin_topics_with_length_buckets(tiny_ckpt, tmp_path, monkeypatch):
       'model_config.json', 'params', 'predictions', 'task.json', 'tokenizer']
   assert not [d for d in os.listdir(tmp_path / 'run') if d.startswith('best.')]
   assert result['eval']['best']['step'] in (2, 4)
+
+  assert config.train.precompile_threads > 0
+  config.train.precompile_threads = 0
+  again = trainer.run(config, str(tmp_path / 'on_first_use'))
+  losses = lambda d: [r['loss'] for r in map(json.loads, open(
+      tmp_path / d / 'metrics.jsonl')) if r['split'] == 'train']
+  assert losses('run') == losses('on_first_use') and len(losses('run')) == 4
+  assert again['eval']['splits'] == result['eval']['splits']
