@@ -250,7 +250,7 @@ def _print(r: dict) -> None:
             f"{s['dev_accuracy']:8.4f}")
   if r['peer'] is not None:
     print(f"ratio bert_jax/peer: total {r['ratio_total']:.2f}, train "
-          f"{fmt(r['ratio_train'])}; accuracy gap {r['accuracy_gap']:+.4f}")
+          f"{r['ratio_train']:.2f}; accuracy gap {r['accuracy_gap']:+.4f}")
   o = r['bert_jax']
   print(f"bert_jax: buckets {o['length_buckets']}, compilations "
         f"{o['compilations']}, first step {fmt(o['first_step_s'])} s, "
