@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from bert_jax.data import objectives
 from benchmark_step import (FIRST_WORD_ID, MASK, NUM_BATCHES, SPECIAL_IDS,  # pylint: disable=g-multiple-import
                             OtherLoad, model_flops, peak_rss_mb, step_stats,
                             synthetic_batches)

@@ -69,9 +69,14 @@ import types
 
 import numpy as np
 
-from bert_jax.data import objectives
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# This checkout's bert_jax, not whichever one the environment has installed
+# (run as a script, sys.path[0] is experiments/, and an editable install of
+# another checkout would win).
+if REPO not in sys.path[:1]:
+  sys.path.insert(0, REPO)
+
+from bert_jax.data import objectives  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Special ids of the BERT uncased vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK].
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
@@ -106,8 +111,13 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--json', default='', help='Write the results here.')
   p.add_argument('--no_peer', action='store_true', help='bert_jax side only.')
+  p.add_argument('--flax_python', default='',
+                 help='Also run the HF Flax peer (FlaxBertForPreTraining, a '
+                      'jitted optax AdamW step) with this interpreter: one '
+                      'with transformers<5 and our jax/flax/optax pins '
+                      '(docs/benchmarks.md says how to make it).')
   # Internal: the child processes.
-  p.add_argument('--side', default='', choices=('', 'jax', 'torch'),
+  p.add_argument('--side', default='', choices=('', 'jax', 'torch', 'flax'),
                  help=argparse.SUPPRESS)
   p.add_argument('--result_file', default='', help=argparse.SUPPRESS)
   p.add_argument('--model_json', default='', help=argparse.SUPPRESS)
@@ -226,10 +236,15 @@ def write_result(path: str, result: dict) -> None:
 
 # --------------------------------------------------------------- jax side --
 
-def run_jax(args) -> dict:
-  sys.path.insert(0, REPO)
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+def build_jax(args) -> types.SimpleNamespace:
+  """The trainer's compiled train step, state and sharded batches for ARGS.
+
+  Shared by ``run_jax`` and ``experiments/profile_step.py``, so the profile
+  is of exactly the step this benchmark times. The compiled step must be
+  called under ``jax.set_mesh(ns.mesh)`` and ``nn.logical_axis_rules(ns.rules)``.
+  """
   import jax  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from bert_jax.tasks.pretraining import PretrainingTask  # pylint: disable=g-import-not-at-top
   from bert_jax.train import optim, setup as setup_lib, sharding, step as step_lib  # pylint: disable=g-import-not-at-top
   from configs import pretrain  # pylint: disable=g-import-not-at-top
@@ -268,6 +283,20 @@ def run_jax(args) -> dict:
     lowered = train_step.lower(state, batches[0], train_rng)
     t1 = time.perf_counter()
     compiled = lowered.compile()
+    t2 = time.perf_counter()
+  return types.SimpleNamespace(
+      mc=mc, mesh=mesh, rules=rules, state=state, batches=batches, host=host,
+      train_rng=train_rng, lowered=lowered, compiled=compiled, init_s=init_s,
+      lower_s=t1 - t0, compile_s=t2 - t1, rss_imports=rss_imports)
+
+
+def run_jax(args) -> dict:
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  ns = build_jax(args)
+  mc, mesh, host, compiled = ns.mc, ns.mesh, ns.host, ns.compiled
+  state, batches, train_rng = ns.state, ns.batches, ns.train_rng
+  with jax.set_mesh(mesh), nn.logical_axis_rules(ns.rules):
     t2 = time.perf_counter()
     state, metrics = compiled(state, batches[0], train_rng)
     jax.block_until_ready(metrics)
@@ -329,26 +358,26 @@ def run_jax(args) -> dict:
       'real_tokens_per_step': real,
       'model_flops_per_step': flops,
       'xla_cost_analysis_flops_per_step': xla_flops,
-      'init_s': init_s,
-      'lower_s': t1 - t0,
-      'compile_s': t2 - t1,
-      'lower_and_compile_s': t2 - t0,
+      'init_s': ns.init_s,
+      'lower_s': ns.lower_s,
+      'compile_s': ns.compile_s,
+      'lower_and_compile_s': ns.lower_s + ns.compile_s,
       'first_step_s': first_run_s,
       **step_stats(times, real, flops, 6.0 * args.batch * args.max_predictions
                    * mc.hidden_size * mc.vocab_size, args.peak_tflops,
                    len(devices)),
       'final_loss': loss,
       'other_processes_busy_cores': other.cores(),
-      'rss_after_imports_mb': rss_imports,
+      'rss_after_imports_mb': ns.rss_imports,
       'peak_rss_mb': peak_rss_mb(),
       'device_peak_bytes': (mem or {}).get('peak_bytes_in_use'),
   }
 
 
-def run_child(args, side: str, extra: list[str]) -> dict:
+def run_child(args, side: str, extra: list[str], python: str = '') -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, f'{side}.json')
-    cmd = [sys.executable, os.path.abspath(__file__), '--side', side,
+    cmd = [python or sys.executable, os.path.abspath(__file__), '--side', side,
            '--result_file', out, '--size', args.size, '--batch', str(args.batch),
            '--seq_len', str(args.seq_len), '--steps', str(args.steps),
            '--warmup', str(args.warmup), '--objective', args.objective,
@@ -377,7 +406,7 @@ def table(result: dict) -> str:
           f"{'step ms':>9} {'real tok/s':>11} {'TFLOP/s':>8} {'MFU':>6} "
           f"{'peak RSS MB':>11} {'others':>6}")
   lines = [head, '-' * len(head)]
-  for key in ('bert_jax', 'peer'):
+  for key in ('bert_jax', 'peer', 'flax_peer'):
     r = result.get(key)
     if not r:
       continue
@@ -393,8 +422,11 @@ def table(result: dict) -> str:
   lines.append('others = CPU cores other processes kept busy during the timed '
                'steps (0 = a quiet machine).')
   if result.get('ratio_tokens_per_s') is not None:
-    lines.append(f"ratio (bert_jax / HF real tokens/s): "
+    lines.append(f"ratio (bert_jax / HF PyTorch real tokens/s): "
                  f"{result['ratio_tokens_per_s']:.2f}")
+  if result.get('ratio_tokens_per_s_flax') is not None:
+    lines.append(f"ratio (bert_jax / HF Flax real tokens/s): "
+                 f"{result['ratio_tokens_per_s_flax']:.2f}")
   return '\n'.join(lines)
 
 
@@ -403,6 +435,9 @@ def main(argv=None) -> int:
   if args.side:
     if args.side == 'jax':
       result = run_jax(args)
+    elif args.side == 'flax':
+      from benchmark_flax_peer import run_flax  # pylint: disable=g-import-not-at-top
+      result = run_flax(args)
     else:
       from benchmark_peer import run_torch  # pylint: disable=g-import-not-at-top
       result = run_torch(args)
@@ -415,9 +450,18 @@ def main(argv=None) -> int:
     peer = run_child(args, 'torch', ['--dtype', jax_result['dtype'],
                                      '--model_json',
                                      json.dumps(jax_result['model'])])
-  ok = 'error' not in jax_result and (peer is None or 'error' not in peer)
+  flax_peer = None
+  if args.flax_python and not args.no_peer and 'error' not in jax_result:
+    flax_peer = run_child(args, 'flax', ['--dtype', jax_result['dtype'],
+                                         '--model_json',
+                                         json.dumps(jax_result['model'])],
+                          python=args.flax_python)
+  ok = 'error' not in jax_result and all(
+      p is None or 'error' not in p for p in (peer, flax_peer))
   ratio = (jax_result['tokens_per_s'] / peer['tokens_per_s']
            if ok and peer else None)
+  ratio_flax = (jax_result['tokens_per_s'] / flax_peer['tokens_per_s']
+                if ok and flax_peer else None)
   result = {
       'benchmark': 'pretraining train step (forward, backward, optimizer)',
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -427,7 +471,7 @@ def main(argv=None) -> int:
       'settings': {k: getattr(args, k) for k in (
           'size', 'batch', 'seq_len', 'steps', 'warmup', 'dtype', 'scan_layers',
           'objective', 'vocab_size', 'max_predictions', 'peak_tflops', 'seed',
-          'no_peer')},
+          'no_peer', 'flax_python')},
       'machine': {'platform': platform.platform(), 'cpu_count': os.cpu_count(),
                   'python': platform.python_version()},
       'flops_formula': ('6 * non_embedding_params * batch * seq_len + '
@@ -435,11 +479,15 @@ def main(argv=None) -> int:
       'bert_jax': jax_result,
       'peer': peer,
       'ratio_tokens_per_s': ratio,
+      'flax_peer': flax_peer,
+      'ratio_tokens_per_s_flax': ratio_flax,
   }
   print(table(result))
-  if ok and peer and jax_result['params'] != peer['params']:
-    print(f"warning: parameter counts differ (bert_jax {jax_result['params']}, "
-          f"HF {peer['params']}).", file=sys.stderr)
+  for name, other in (('HF PyTorch', peer), ('HF Flax', flax_peer)):
+    if ok and other and jax_result['params'] != other['params']:
+      print(f"warning: parameter counts differ (bert_jax "
+            f"{jax_result['params']}, {name} {other['params']}).",
+            file=sys.stderr)
   if args.json:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     write_result(args.json, result)
