@@ -22,7 +22,8 @@ What can go wrong on disk, and what this module does about it
   newest good checkpoint is never deleted.
 - A failed write (disk full, quota, read-only, file size limit) raises
   ``CheckpointWriteError`` naming the directory and the good steps left; the
-  partial temporary directory is removed to give the space back.
+  partial temporary directory is removed to give the space back (again if
+  tensorstore writes still in flight recreate it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import errno
 import json
 import os
 import re
+import threading
+import time
 from typing import Any
 
 from absl import logging
@@ -199,9 +202,7 @@ class Checkpointer:
   def _write_failed(self, step: int, error: BaseException) -> None:
     self._pending = None
     if jax.process_index() == 0:  # Give the space back.
-      for name in storage.listdir(self.directory):
-        if name.startswith(f'{step}{_TMP_SUFFIX}'):
-          storage.rmtree(os.path.join(self.directory, name))
+      self._remove_leftovers(step)
     self.manager.reload()
     good = self.good_steps()
     raise CheckpointWriteError(
@@ -209,6 +210,28 @@ class Checkpointer:
         f'{_why(error)}. The good checkpoints already there are intact '
         f'(steps {good or "none"}); free space or fix the directory, then '
         'relaunch to resume from the newest.') from error
+
+  def _remove_leftovers(self, step: int, quiet_s: float = 1.0,
+                        timeout_s: float = 60.0) -> None:
+    """Removes STEP's temporary directories until none reappears for QUIET_S.
+
+    The first failed write raises while the step's other writes still run:
+    in orbax's threads (joined here) and inside tensorstore, whose pending
+    writes land after the error and recreate the directory.
+    """
+    deadline = time.monotonic() + timeout_s
+    _join_orbax_writers(timeout_s)
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+      leftovers = [n for n in storage.listdir(self.directory)
+                   if n.startswith(f'{step}{_TMP_SUFFIX}')]
+      for name in leftovers:
+        storage.rmtree(os.path.join(self.directory, name))
+      if leftovers:
+        quiet_since = time.monotonic()
+      elif time.monotonic() - quiet_since >= quiet_s:
+        return
+      time.sleep(0.1)
 
   def restore(self, step: int, abstract_state: Any, shardings: Any,
               data_iterator: Any | None) -> tuple[Any, dict[str, Any]]:
@@ -299,6 +322,20 @@ class Checkpointer:
       self._settle()
     finally:
       self.manager.close()
+
+
+def _join_orbax_writers(timeout_s: float) -> None:
+  """Waits for orbax's write threads still running (private class in 0.12.8;
+  without it, nothing to wait for)."""
+  # pylint: disable-next=import-outside-toplevel
+  from orbax.checkpoint._src.futures import future as ocp_future
+  kind = getattr(ocp_future, '_SignalingThread', None)
+  if kind is None:
+    return
+  deadline = time.monotonic() + timeout_s
+  for thread in threading.enumerate():
+    if isinstance(thread, kind) and thread is not threading.current_thread():
+      threading.Thread.join(thread, max(0.0, deadline - time.monotonic()))
 
 
 def _why(error: BaseException) -> str:
