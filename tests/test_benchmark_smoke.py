@@ -59,3 +59,15 @@ def test_benchmark_writes_the_report(tmp_path):
   assert side['mfu'] is None  # no --peak_tflops
   assert math.isfinite(side['final_loss'])
   assert side['peak_rss_mb'] >= side['rss_after_imports_mb'] > 0
+
+
+def test_matmul_ceiling_prints_a_rate_per_shape():
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'experiments', 'matmul_ceiling.py'),
+       '--tokens', '8', '--repeats', '1', '--torch'],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  rates = json.loads(proc.stdout.strip().splitlines()[-1])
+  for side in ('jax', 'torch'):
+    assert set(rates[side]) == {'qkv', 'attention_out', 'ffn_in', 'ffn_out'}
+    assert all(rate > 0 for rate in rates[side].values())
