@@ -188,16 +188,20 @@ def heldout_sentences(study: Study, task_overrides: dict[str, dict[str, Any]]
                           'not a local file')
       continue
     fields = [f.strip() for f in str(o.get('data.text_fields', 'sentence')).split(',')]
-    n0 = len(sentences)
+    n0, own = len(sentences), set()
     for path in files:
       if not os.path.exists(path):
         raise sweep.SweepError(f'SUITE {task.name!r}: {path} does not exist.')
       for text in _text_of(path, fields):
         # Whole texts and their sentences: the corpus is matched sentence by sentence.
         for s in [text, *corpora.split_sentences(text)]:
+          own.add(' '.join(s.split()))
           sentences[' '.join(s.split())] = None
-    notes[task.name] = (f'excluded from pretraining: {len(sentences) - n0} '
-                        f'sentences of {", ".join(map(os.path.basename, files))}')
+    shared = len(own) - (len(sentences) - n0)
+    notes[task.name] = (f'excluded from pretraining: {len(own)} sentences of '
+                        f'{", ".join(map(os.path.basename, files))}'
+                        + (f' ({shared} of them held out for an earlier task too)'
+                           if shared else ''))
   return list(sentences), notes
 
 
