@@ -40,6 +40,12 @@ def group(rows: list[dict[str, Any]], entries: dict[str, Any] | None = None
     by_entry.setdefault(r['entry'], []).append(r)
   out = []
   for name, trials in by_entry.items():
+    # A one-seed run (NAME, the config's own seed) beside seeded ones
+    # (NAME.seedS) of the same entry is usually a repeat of one of them:
+    # counting it would add a duplicate sample.
+    seeded = [t for t in trials if t.get('seed') is not None]
+    unseeded = len(trials) - len(seeded) if seeded else 0
+    trials = seeded or trials
     done = [t for t in trials if t['status'] == 'done']
     keys = sorted({k for t in done for k in t['metrics']})
     tps = [t['tokens_per_sec'] for t in done if t['tokens_per_sec']]
@@ -51,6 +57,9 @@ def group(rows: list[dict[str, Any]], entries: dict[str, Any] | None = None
       bad = [t['status'] for t in trials if t['status'] != 'done']
       if bad:
         status += ' (' + ', '.join(sorted(set(bad))) + ')'
+    if unseeded:
+      status += (f'; {unseeded} one-seed trial(s) of {name} left out (rerun '
+                 'with seeds: it repeats a seeded one)')
     out.append({
         'name': name,
         'overrides': (entries or {}).get(name, trials[0]['overrides']),

@@ -13,6 +13,7 @@ import time
 import pytest
 from scipy import stats as scipy_stats
 
+from experiments import aggregate
 from experiments import hpsearch
 from experiments import kfold
 from experiments import launchers
@@ -294,3 +295,19 @@ def test_recipes_sweep_uses_one_base_per_entry(tmp_path, capsys):
   assert len(cmds) == 3
   for cmd, recipe in zip(cmds, ('bert', 'bert_2phase', 'modern')):
     assert f'--config=configs/pretrain.py:size=tiny,runlocal,recipe={recipe} ' in cmd
+
+
+def test_a_one_seed_trial_beside_seeded_ones_is_not_counted_twice():
+  def row(name, seed, acc):
+    return {'name': name, 'entry': 'baseline', 'seed': seed, 'status': 'done',
+            'metrics': {'accuracy': acc}, 'overrides': {}, 'step': 10,
+            'tokens_per_sec': None}
+  rows = [row('baseline', None, 0.36), row('baseline.seed0', 0, 0.36),
+          row('baseline.seed1', 1, 0.37), row('baseline.seed2', 2, 0.38)]
+  (g,) = aggregate.group(rows)
+  assert [t['name'] for t in g['trials']] == [
+      'baseline.seed0', 'baseline.seed1', 'baseline.seed2']
+  assert g['summaries']['accuracy'].n == 3
+  assert '1 one-seed trial(s) of baseline left out' in g['status']
+  (alone,) = aggregate.group([row('baseline', None, 0.36)])  # One seed: kept.
+  assert alone['summaries']['accuracy'].n == 1 and alone['status'] == 'done'

@@ -10,10 +10,11 @@ learning rate (5e-4) for every row, random init included. The 600 dev
 sentences are evaluated; they are removed from the pretraining corpus
 (data.exclude_sentences, written by experiments/study.py).
 
-This is NOT yet a recipe where pretraining wins: single-seed probes on
+This is NOT a recipe where pretraining wins: single-seed probes on
 2026-12-02 (docs/experiments.md) had the 800-step checkpoint below random
-init at lr 5e-4 and 1e-4 and with 300 or 600 training sentences; the
-measured 3-seed result is in docs/experiments.md.
+init at lr 5e-4 and 1e-4 and with 300 or 600 training sentences, and so did
+the measured 3-seed result (docs/experiments.md). For one where it wins
+(few labels, longer pretraining): experiments/studies/pretrain_helps.py.
 
   python -m experiments.study --study experiments/studies/variants.py \
       --root runs/study --seeds 3 --workers 2
