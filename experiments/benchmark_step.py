@@ -54,11 +54,9 @@ Figures:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -77,6 +75,8 @@ if REPO not in sys.path[:1]:
   sys.path.insert(0, REPO)
 
 from bert_jax.data import objectives  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from experiments import benchmark_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Special ids of the BERT uncased vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK].
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
@@ -397,39 +397,6 @@ def run_child(args, side: str, extra: list[str], python: str = '') -> dict:
       return json.load(f)
 
 
-def _fmt(x, spec):
-  return '-' if x is None else format(x, spec)
-
-
-def table(result: dict) -> str:
-  head = (f"{'side':<10} {'dtype':<9} {'compile s':>9} {'1st step s':>10} "
-          f"{'step ms':>9} {'real tok/s':>11} {'TFLOP/s':>8} {'MFU':>6} "
-          f"{'peak RSS MB':>11} {'others':>6}")
-  lines = [head, '-' * len(head)]
-  for key in ('bert_jax', 'peer', 'flax_peer'):
-    r = result.get(key)
-    if not r:
-      continue
-    if 'error' in r:
-      lines.append(f'{key:<10} ERROR: {r["error"]}')
-      continue
-    lines.append(
-        f"{key:<10} {r['dtype']:<9} {_fmt(r.get('lower_and_compile_s'), '9.2f')} "
-        f"{r['first_step_s']:10.2f} {r['step_time_s']['median'] * 1e3:9.1f} "
-        f"{r['tokens_per_s']:11.0f} {r['achieved_tflops']:8.3f} "
-        f"{_fmt(r['mfu'], '6.1%')} {r['peak_rss_mb']:11.0f} "
-        f"{_fmt(r.get('other_processes_busy_cores'), '6.2f')}")
-  lines.append('others = CPU cores other processes kept busy during the timed '
-               'steps (0 = a quiet machine).')
-  if result.get('ratio_tokens_per_s') is not None:
-    lines.append(f"ratio (bert_jax / HF PyTorch real tokens/s): "
-                 f"{result['ratio_tokens_per_s']:.2f}")
-  if result.get('ratio_tokens_per_s_flax') is not None:
-    lines.append(f"ratio (bert_jax / HF Flax real tokens/s): "
-                 f"{result['ratio_tokens_per_s_flax']:.2f}")
-  return '\n'.join(lines)
-
-
 def main(argv=None) -> int:
   args = parse_args(argv)
   if args.side:
@@ -462,27 +429,10 @@ def main(argv=None) -> int:
            if ok and peer else None)
   ratio_flax = (jax_result['tokens_per_s'] / flax_peer['tokens_per_s']
                 if ok and flax_peer else None)
-  result = {
-      'benchmark': 'pretraining train step (forward, backward, optimizer)',
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec='seconds'),
-      'command': ' '.join([os.path.relpath(os.path.abspath(__file__), REPO)]
-                          + (sys.argv[1:] if argv is None else list(argv))),
-      'settings': {k: getattr(args, k) for k in (
-          'size', 'batch', 'seq_len', 'steps', 'warmup', 'dtype', 'scan_layers',
-          'objective', 'vocab_size', 'max_predictions', 'peak_tflops', 'seed',
-          'no_peer', 'flax_python')},
-      'machine': {'platform': platform.platform(), 'cpu_count': os.cpu_count(),
-                  'python': platform.python_version()},
-      'flops_formula': ('6 * non_embedding_params * batch * seq_len + '
-                        '12 * num_layers * hidden * seq_len * batch * seq_len'),
-      'bert_jax': jax_result,
-      'peer': peer,
-      'ratio_tokens_per_s': ratio,
-      'flax_peer': flax_peer,
-      'ratio_tokens_per_s_flax': ratio_flax,
-  }
-  print(table(result))
+  result = benchmark_report.result(
+      args, sys.argv[1:] if argv is None else list(argv), jax_result, peer,
+      flax_peer, ratio, ratio_flax)
+  print(benchmark_report.table(result))
   for name, other in (('HF PyTorch', peer), ('HF Flax', flax_peer)):
     if ok and other and jax_result['params'] != other['params']:
       print(f"warning: parameter counts differ (bert_jax "
