@@ -37,7 +37,7 @@ import benchmark_step as bench  # pylint: disable=g-bad-import-order
 # frames name the source lines, so a category names the code to read.
 CATEGORIES = (
     ('dropout random bits', r'Dropout_\d+/.*(_bernoulli|_uniform|random_bits|threefry)'),
-    ('dropout mask apply', r'stochastic\.py'),
+    ('dropout mask apply', r'stochastic\.py|models/dropout\.py'),
     ('masking (on-device MLM masks)', r'masking\.py|/prepare'),
     ('MLM head + loss', r'/mlm/|_classification\.py|pretraining\.py|heads\.py:1[34]\d'),
     ('optimizer (clip + AdamW)', r'optax/|step\.py'),

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bert_jax.models import dropout
 from bert_jax.models import layers
 from bert_jax.models.config import ModelConfig
 
@@ -51,7 +52,7 @@ class Embeddings(nn.Module):
       x_BLD = x_BLD + emb(c.type_vocab_size, (None, 'embed'),
                           'token_type_embeddings')(token_type_ids_BL)
     x_BLD = layers.Norm(c, name='LayerNorm')(x_BLD)
-    x_BLD = nn.Dropout(rate=c.hidden_dropout)(x_BLD, deterministic=deterministic)
+    x_BLD = dropout.Dropout(rate=c.hidden_dropout)(x_BLD, deterministic=deterministic)
     return layers.constrain(x_BLD, ('batch', 'length', 'embed'))
 
 

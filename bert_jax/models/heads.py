@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bert_jax.models import dropout
 from bert_jax.models import layers
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.encoder import BertEncoder
@@ -72,7 +73,7 @@ class PooledHead(nn.Module):
   def __call__(self, pooled_BD: Array, deterministic: bool) -> Array:
     c = self.config
     if self.dropout:
-      pooled_BD = nn.Dropout(rate=c.hidden_dropout)(
+      pooled_BD = dropout.Dropout(rate=c.hidden_dropout)(
           pooled_BD, deterministic=deterministic)
     out = _dense(c, self.num_outputs, ('embed', None), 'dense')(pooled_BD)
     return out.astype(jnp.float32)
@@ -86,7 +87,7 @@ class TokenHead(nn.Module):
   @nn.compact
   def __call__(self, x_BLD: Array, deterministic: bool) -> Array:
     c = self.config
-    x_BLD = nn.Dropout(rate=c.hidden_dropout)(x_BLD, deterministic=deterministic)
+    x_BLD = dropout.Dropout(rate=c.hidden_dropout)(x_BLD, deterministic=deterministic)
     out = _dense(c, self.num_outputs, ('embed', None), 'dense')(x_BLD)
     return out.astype(jnp.float32)
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bert_jax.models import dropout
 from bert_jax.models.config import ModelConfig
 
 Array = jax.Array
@@ -201,7 +202,7 @@ class SelfAttention(nn.Module):
       big_neg = jnp.finfo(jnp.float32).min
       scores = jnp.where(mask_B1LL, scores, big_neg)
       probs = jax.nn.softmax(scores, axis=-1)
-      probs = nn.Dropout(rate=c.attention_dropout)(
+      probs = dropout.Dropout(rate=c.attention_dropout)(
           probs, deterministic=False).astype(dtype)
       out_BLHK = jnp.einsum('bhls,bshk->blhk', probs, v_BLHK)
     else:
@@ -254,7 +255,7 @@ class TransformerLayer(nn.Module):
   def __call__(self, x_BLD: Array, mask_B1LL: Array, positions_BL: Array,
                deterministic: bool):
     c = self.config
-    drop = lambda y: nn.Dropout(rate=c.hidden_dropout)(
+    drop = lambda y: dropout.Dropout(rate=c.hidden_dropout)(
         y, deterministic=deterministic)
     attn = SelfAttention(c, name='attention')
     mlp = Mlp(c, name='mlp')
