@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmark_peer import host_masks
 from benchmark_step import (NUM_BATCHES, OtherLoad, model_flops,  # pylint: disable=g-multiple-import
-                            peak_rss_mb, step_stats, synthetic_batches)
+                            peak_rss_mb, step_stats, host_batches)
 from bert_jax.data import objectives
 
 
@@ -89,7 +89,7 @@ def run_flax(args) -> dict:
 
   step_fn = jax.jit(train_step, donate_argnums=(0, 1))
   rng = np.random.default_rng(args.seed + 1)
-  host = synthetic_batches(args)
+  host = host_batches(args, 'flax')
   batches = []
   for b in host:
     ids, labels = host_masks(b, rng, args.vocab_size, args.max_predictions)
@@ -133,7 +133,7 @@ def run_flax(args) -> dict:
                                'token_type_embeddings')
                   or k[-2:] == ('predictions', 'bias'))
   tokens = args.batch * args.seq_len
-  real = float(np.mean([b['attention_mask'].sum() for b in host]))
+  real = float(np.mean([(b['attention_mask'] > 0).sum() for b in host]))
   flops = model_flops(total - embedding, m['num_layers'], m['hidden_size'],
                       args.seq_len, tokens)
   devices = jax.devices()

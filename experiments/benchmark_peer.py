@@ -19,7 +19,7 @@ import numpy as np
 from bert_jax.data import objectives
 from benchmark_step import (FIRST_WORD_ID, MASK, NUM_BATCHES, SPECIAL_IDS,  # pylint: disable=g-multiple-import
                             OtherLoad, model_flops, peak_rss_mb, step_stats,
-                            synthetic_batches)
+                            host_batches)
 
 
 def host_masks(batch: dict[str, np.ndarray], rng: np.random.Generator,
@@ -78,7 +78,7 @@ def run_torch(args) -> dict:
                           lr=1e-4, betas=(0.9, 0.999), eps=1e-6)
   rng = np.random.default_rng(args.seed + 1)
   batches = []
-  host = synthetic_batches(args)
+  host = host_batches(args, 'torch')
   for b in host:
     ids, labels = host_masks(b, rng, args.vocab_size, args.max_predictions)
     t = {'input_ids': torch.from_numpy(ids.astype(np.int64)),
@@ -126,7 +126,7 @@ def run_torch(args) -> dict:
                                  'token_type_embeddings.weight',
                                  'predictions.bias')))
   tokens = args.batch * args.seq_len
-  real = float(np.mean([b['attention_mask'].sum() for b in host]))
+  real = float(np.mean([(b['attention_mask'] > 0).sum() for b in host]))
   flops = model_flops(total - embedding, m['num_layers'], m['hidden_size'],
                       args.seq_len, tokens)
   return {

