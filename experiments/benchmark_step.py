@@ -5,7 +5,7 @@ Usage (from the repository root)::
   python experiments/benchmark_step.py --size tiny --batch 32 --seq_len 128 \
       --steps 20 [--dtype auto|float32|bfloat16] [--scan_layers] \
       [--objective mlm|mlm_nsp|mlm_sop] [--peak_tflops 989] [--json OUT.json] \
-      [--no_peer]
+      [--no_peer] [--data synthetic|builtin] [--flax_python PYTHON]
 
 The parent process runs each side in a child process (this same script with
 ``--side jax`` or ``--side torch``), so peak memory and thread pools never mix,
