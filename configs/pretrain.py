@@ -47,7 +47,7 @@ import math
 
 import ml_collections
 
-from bert_jax.data import objectives
+from bert_jax.data.pretrain import objectives
 from configs import common
 
 RECIPES = ('bert', 'bert_2phase', 'modern')
@@ -72,7 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   d = config.data
   d.corpus = 'builtin'                  # builtin | path/glob[,..] | tfds:NAME[:SPLIT]
-  d.prepared_dir = ''                   # array_record shards from bert_jax.data.prepare.
+  d.prepared_dir = ''                   # array_record shards from bert_jax.data.pretrain.prepare.
   d.max_documents = 0                   # 0 = all documents of the corpus.
   # A text file, one sentence a line: corpus sentences equal to one are
   # removed before anything is built (e.g. a downstream task's dev/test
@@ -83,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.tokenizer_kind = 'wordpiece'        # wordpiece | sentencepiece (when training).
   d.tokenizer_vocab_size = 30522        # Vocabulary size (when training).
   d.lowercase = True
-  d.objective = args.get('objective', 'mlm_nsp')  # see bert_jax/data/objectives.py
+  d.objective = args.get('objective', 'mlm_nsp')  # see bert_jax/data/pretrain/objectives.py
   d.max_seq_length = 128                # BERT phase 1.
   d.short_seq_prob = 0.1                # Shorter targets, as the original.
   d.dupe_factor = 5                     # Passes over the corpus with new pairs.
@@ -91,7 +91,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.max_predictions_per_seq = 20
   d.whole_word_masking = False
   # Several examples per row, each attending only to itself, with its own
-  # positions and [CLS] (bert_jax/data/packing.py): little padding. False =
+  # positions and [CLS] (bert_jax/data/pretrain/packing.py): little padding. False =
   # one example per row, as the original.
   d.packing = True
   d.max_examples_per_row = 8            # K: NSP/SOP slots per packed row.

@@ -46,8 +46,8 @@ import flax.linen as nn
 import jax
 from ml_collections import config_flags
 
-from bert_jax.data import conll
-from bert_jax.data import glue
+from bert_jax.data.finetune import conll
+from bert_jax.data.finetune import glue
 from bert_jax.tasks import registry
 from bert_jax.tasks.classification import ClassificationTask
 from bert_jax.tasks.pretraining import PretrainingTask

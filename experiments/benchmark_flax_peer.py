@@ -26,7 +26,7 @@ import numpy as np
 from benchmark_peer import host_masks
 from benchmark_step import (NUM_BATCHES, OtherLoad, model_flops,  # pylint: disable=g-multiple-import
                             peak_rss_mb, step_stats, host_batches)
-from bert_jax.data import objectives
+from bert_jax.data.pretrain import objectives
 
 
 def run_flax(args) -> dict:

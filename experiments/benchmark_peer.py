@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from bert_jax.data import objectives
+from bert_jax.data.pretrain import objectives
 from benchmark_step import (FIRST_WORD_ID, MASK, NUM_BATCHES, SPECIAL_IDS,  # pylint: disable=g-multiple-import
                             OtherLoad, model_flops, peak_rss_mb, step_stats,
                             host_batches)
@@ -27,7 +27,7 @@ def host_masks(batch: dict[str, np.ndarray], rng: np.random.Generator,
                ) -> tuple[np.ndarray, np.ndarray]:
   """(corrupted ids [B, L], MLM labels [B, L] with -100 = not predicted).
 
-  The same rule as bert_jax.data.masking: round(15%) of a row's real,
+  The same rule as bert_jax.data.pretrain.masking: round(15%) of a row's real,
   non-special tokens (1..P), of which 80% [MASK], 10% random, 10% kept.
   """
   ids = batch['input_ids']

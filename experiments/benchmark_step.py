@@ -74,7 +74,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path[:1]:
   sys.path.insert(0, REPO)
 
-from bert_jax.data import objectives  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_jax.data.pretrain import objectives  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from experiments import benchmark_data, benchmark_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.benchmark_data import (FIRST_WORD_ID, MASK, NUM_BATCHES,  # pylint: disable=g-import-not-at-top,wrong-import-position,g-multiple-import,unused-import

@@ -3,7 +3,7 @@ r"""How alike the objectives' pretraining examples are, measured on a corpus.
   python -m experiments.objective_examples --tokenizer WORKDIR/tokenizer \
       [--corpus builtin] [--max_seq_length 128] [--max_examples_per_row 8]
 
-For each objective (bert_jax/data/objectives.py) the examples are built as a
+For each objective (bert_jax/data/pretrain/objectives.py) the examples are built as a
 pretraining run builds them (`create_examples`, then `packing.pack` as with
 the default ``data.packing=True``), and one line says: examples, packed rows,
 examples per row, real tokens per example (the context one token can attend
@@ -18,10 +18,10 @@ import sys
 
 import numpy as np
 
-from bert_jax.data import corpora
-from bert_jax.data import objectives
-from bert_jax.data import packing
-from bert_jax.data import pretraining as examples_lib
+from bert_jax.data.pretrain import corpora
+from bert_jax.data.pretrain import objectives
+from bert_jax.data.pretrain import packing
+from bert_jax.data.pretrain import examples as examples_lib
 from bert_jax.text import load_tokenizer
 
 

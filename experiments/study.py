@@ -15,7 +15,7 @@ A study file (experiments/studies/*.py) names:
   a variant's own value wins;
 * ``SUITE``: the downstream tasks, each ``{'name', 'base': a fine-tuning
   config spec, 'overrides': {...}}`` plus either ``'builtin_topics': {...}``
-  (``bert_jax.data.builtin_topics.make_splits`` arguments: the files are
+  (``bert_jax.data.finetune.builtin_topics.make_splits`` arguments: the files are
   written to ``ROOT/data/NAME/``) or local files in its overrides
   (``data.train_file``, ``data.eval_file``), or a TFDS task (``task=sst2``);
 * ``SEEDS`` (default 1; ``--seeds`` overrides it) and ``REFERENCE`` (the
@@ -49,8 +49,8 @@ import re
 import sys
 from typing import Any
 
-from bert_jax.data import builtin_topics
-from bert_jax.data import corpora
+from bert_jax.data.finetune import builtin_topics
+from bert_jax.data.pretrain import corpora
 from bert_jax.models.config import RUNTIME_FIELDS
 from experiments import study_report
 from experiments import sweep

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from bert_jax.data import conll
-from bert_jax.data import corpora
-from bert_jax.data import local_files
-from bert_jax.data import squad_readers
+from bert_jax.data.finetune import conll
+from bert_jax.data.pretrain import corpora
+from bert_jax.data.finetune import local_files
+from bert_jax.data.finetune import squad_readers
 from bert_jax.errors import InputFileNotFoundError
 from tests.bad_input_table import BIG, BOM, LATIN1, Case, outcome_table  # noqa: F401 (a fixture)
 from tests.bad_input_table import fails as _fails
@@ -28,7 +28,7 @@ def _tsv(d, name, data, **kw):
                                        'label', kw.get('regression', False))
 
 
-# --- TSV / CSV / JSONL task files (bert_jax/data/local_files.py). ---
+# --- TSV / CSV / JSONL task files (bert_jax/data/finetune/local_files.py). ---
 
 
 def _wrong_columns_tsv(d):
@@ -141,7 +141,7 @@ def _missing_file(d):
   return f'error: {e.value}'
 
 
-# --- CoNLL (bert_jax/data/conll.py). ---
+# --- CoNLL (bert_jax/data/finetune/conll.py). ---
 
 
 def _conll(d, data, name='train.txt'):
@@ -188,7 +188,7 @@ def _conll_unseen_tag(d):
                 'dev.txt:1:', "tag 'B-LOC'", "['O', 'B-ORG']")
 
 
-# --- SQuAD JSON (bert_jax/data/squad_readers.py). ---
+# --- SQuAD JSON (bert_jax/data/finetune/squad_readers.py). ---
 
 _SQUAD = {'data': [{'title': 't', 'paragraphs': [{
     'context': 'Rollo led the Normans.',
@@ -235,7 +235,7 @@ def _squad_bad_answer(d):
                 "answer_start 3 does not match text 'Rollo'")
 
 
-# --- Pretraining corpora (bert_jax/data/corpora.py). ---
+# --- Pretraining corpora (bert_jax/data/pretrain/corpora.py). ---
 
 
 def _corpus(d, data, name='corpus.txt'):

@@ -16,7 +16,7 @@ import torch
 from bert_jax import errors
 from bert_jax import pretrained
 from bert_jax.convert import hf
-from bert_jax.data import prepare
+from bert_jax.data.pretrain import prepare
 from bert_jax.data import tfds_source
 from bert_jax.text import load_tokenizer
 from bert_jax.train import trainer
@@ -121,7 +121,7 @@ def _ckpt_params_garbage(d):
                 'the params could not be read', 'orbax checkpoint')
 
 
-# --- Tokenizers (bert_jax/text/), prepared shards (bert_jax/data/prepare.py)
+# --- Tokenizers (bert_jax/text/), prepared shards (bert_jax/data/pretrain/prepare.py)
 # and TFDS datasets (bert_jax/data/tfds_source.py). ---
 
 
@@ -158,7 +158,7 @@ def _prepared_meta(d, text):
 
 def _prepared_meta_not_json(d):
   return _fails(_prepared_meta(d, '{"format":\n'), 'meta.json:2:',
-                'not valid JSON', 'bert_jax.data.prepare')
+                'not valid JSON', 'bert_jax.data.pretrain.prepare')
 
 
 def _prepared_meta_wrong_format(d):

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from bert_jax.data import corpora
-from bert_jax.data import pretrain_inputs
-from bert_jax.data import pretraining
+from bert_jax.data.pretrain import corpora
+from bert_jax.data.pretrain import inputs as pretrain_inputs
+from bert_jax.data.pretrain import examples as pretraining
 from bert_jax.text import load_tokenizer
 from configs import pretrain as pretrain_config
 from experiments import objective_examples

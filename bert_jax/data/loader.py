@@ -181,7 +181,7 @@ def make_loader(features: Mapping[str, np.ndarray] | Any,
   Args:
     features: Examples, `{name: array [N, ...]}`, or any grain
       `RandomAccessDataSource` whose records are such dicts of one example
-      (e.g. `bert_jax.data.prepare.PreparedSource`).
+      (e.g. `bert_jax.data.pretrain.prepare.PreparedSource`).
     global_batch_size: G, examples per step over all processes.
     seed: Seed of the shuffle, in [0, 2**32).
     shuffle: Shuffle the examples, in a new order every epoch.

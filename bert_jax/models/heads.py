@@ -93,7 +93,7 @@ class TokenHead(nn.Module):
 
 
 def _encode(module: nn.Module, batch: dict[str, Array], deterministic: bool):
-  # cls_positions: packed pretraining rows (bert_jax.data.packing).
+  # cls_positions: packed pretraining rows (bert_jax.data.pretrain.packing).
   return module.bert(batch['input_ids'], batch.get('token_type_ids'),
                      batch.get('attention_mask'), batch.get('position_ids'),
                      deterministic=deterministic,

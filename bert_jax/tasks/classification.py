@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from bert_jax import pretrained
 from bert_jax import storage
-from bert_jax.data import glue
-from bert_jax.data import local_files
-from bert_jax.data.glue import Example
+from bert_jax.data.finetune import glue
+from bert_jax.data.finetune import local_files
+from bert_jax.data.finetune.glue import Example
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import BertForSequenceClassification
 from bert_jax.tasks import losses

@@ -38,7 +38,7 @@ import zipfile
 
 from absl import logging
 
-from bert_jax.data import glue
+from bert_jax.data.finetune import glue
 
 # Submission file -> (task, split whose predictions it holds), in task order.
 SUBMISSION_FILES: dict[str, tuple[str, str]] = {

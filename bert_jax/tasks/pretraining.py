@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bert_jax.data import masking
-from bert_jax.data import objectives
-from bert_jax.data import pretrain_inputs
+from bert_jax.data.pretrain import masking
+from bert_jax.data.pretrain import objectives
+from bert_jax.data.pretrain import inputs as pretrain_inputs
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import BertForPreTraining
 from bert_jax.tasks import losses
@@ -34,7 +34,7 @@ class PretrainingTask(Task):
       data_config: ``config.data`` (objective, max_seq_length, masking).
       tokenizer: The tokenizer (its special ids, [MASK] id and vocabulary).
       model_config: The model's config.
-      inputs: ``bert_jax.data.pretrain_inputs.PretrainInputs`` (train and
+      inputs: ``bert_jax.data.pretrain.inputs.PretrainInputs`` (train and
         held-out examples); None for a task used only to trace the model.
     """
     self.name = name
@@ -49,7 +49,7 @@ class PretrainingTask(Task):
     # vocabulary (which may be padded past it).
     self.tokenizer_vocab_size = int(tokenizer.vocab_size)
     self.inputs = inputs
-    # Examples per row: K of packed rows (bert_jax.data.packing), 0 = one.
+    # Examples per row: K of packed rows (bert_jax.data.pretrain.packing), 0 = one.
     self.examples_per_row = int(getattr(inputs, 'examples_per_row', 0) or 0)
     self.loss_keys = ('mlm_loss', 'nsp_loss') if self.sentence_head else ('mlm_loss',)
 

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from bert_jax import storage
-from bert_jax.data import squad
+from bert_jax.data.finetune import squad
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.heads import BertForQuestionAnswering
 from bert_jax.tasks import squad_metrics

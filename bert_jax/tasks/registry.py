@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable
 
-from bert_jax.data import glue
+from bert_jax.data.finetune import glue
 
 PRETRAINING = 'pretraining'
 

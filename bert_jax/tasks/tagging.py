@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from bert_jax import pretrained
 from bert_jax import storage
-from bert_jax.data import conll
+from bert_jax.data.finetune import conll
 from bert_jax.data import tfds_source
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.crf import CRF

@@ -8,7 +8,7 @@ Training: `text.train_wordpiece`, `text.train_sentencepiece`, or
 `text.train_tokenizer.train_tokenizer(kind, ...)`, which picks one (the
 package attribute `train_tokenizer` is the module, since a function of the
 same name would hide it). The command line that trains on a corpus is
-`python -m bert_jax.data.tokenizer_cli`: this package reads no corpora.
+`python -m bert_jax.data.pretrain.tokenizer_cli`: this package reads no corpora.
 """
 
 from bert_jax.text.tokenizer import Encoding

@@ -3,7 +3,7 @@
   tok = train_tokenizer('wordpiece', sentences, vocab_size=8000, out_dir=d)
 
 The command line, which reads corpora, sits in the data layer:
-`python -m bert_jax.data.tokenizer_cli` (this package reads no corpora).
+`python -m bert_jax.data.pretrain.tokenizer_cli` (this package reads no corpora).
 
 Both trainers are deterministic: the same sentences give the same files.
 """

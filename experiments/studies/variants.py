@@ -1,5 +1,5 @@
 r"""Architecture variants, pretrained at tiny size on the builtin corpus, then
-fine-tuned on the builtin sentence-topic task (bert_jax/data/builtin_topics.py).
+fine-tuned on the builtin sentence-topic task (bert_jax/data/finetune/builtin_topics.py).
 
 The variants are entries of experiments/sweeps/variants.py (one model field
 each): baseline (original BERT) and rope. The recipe is sized for a loaded

@@ -3,10 +3,10 @@ prediction, each with token-level and whole-word masking.
 
 The baseline is the original BERT objective (MLM + NSP, token masking).
 Every entry packs its examples (``data.packing=True``, the default for every
-objective: bert_jax/data/packing.py), so the rows are alike where it counts
+objective: bert_jax/data/pretrain/packing.py), so the rows are alike where it counts
 for MLM: full (0.2-2.3% padding), ~19 masked predictions a row (15% of the
 real tokens, at most ``max_predictions_per_seq``=20), the same rows per step.
-What still differs is how an example is cut (``bert_jax/data/objectives.py``
+What still differs is how an example is cut (``bert_jax/data/pretrain/objectives.py``
 says exactly how), measured on the builtin corpus at length 128 with
 ``python -m experiments.objective_examples`` (2026-12-02):
 
@@ -34,7 +34,7 @@ segment structure, repetition), not of the loss alone.
 
 from typing import Any
 
-from bert_jax.data import objectives
+from bert_jax.data.pretrain import objectives
 
 BASE = 'configs/pretrain.py:size=tiny,runlocal'
 

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bert_jax.data import glue
-from bert_jax.data import local_files
+from bert_jax.data.finetune import glue
+from bert_jax.data.finetune import local_files
 from bert_jax.models import config_for_size
 from bert_jax.tasks import classification
 from bert_jax.tasks import metrics

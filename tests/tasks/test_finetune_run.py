@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bert_jax.data import builtin_topics
+from bert_jax.data.finetune import builtin_topics
 from bert_jax.models import BertForPreTraining, config_for_size
 from bert_jax.tasks.classification import ClassificationTask
 from bert_jax.text import load_tokenizer

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from bert_jax.data import local_files
+from bert_jax.data.finetune import local_files
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 TRAIN = os.path.join(FIXTURES, 'topics_train.tsv')

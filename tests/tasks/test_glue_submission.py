@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from bert_jax.data import glue
+from bert_jax.data.finetune import glue
 from bert_jax.tasks import glue_submission as gs
 from bert_jax.tasks import registry
 from configs import finetune

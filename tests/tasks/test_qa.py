@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from bert_jax.data import squad
+from bert_jax.data.finetune import squad
 from bert_jax.models import config_for_size
 from bert_jax.tasks import qa
 from bert_jax.tasks import registry

@@ -17,7 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from bert_jax import text
-from bert_jax.data import conll
+from bert_jax.data.finetune import conll
 from bert_jax.models import config_for_size
 from bert_jax.tasks import tagging
 from bert_jax.tasks.base import combine

@@ -1,7 +1,7 @@
 """Tokenizer training: specials, determinism, errors and exports.
 
 The command line, which reads corpora, is tested in
-tests/data/test_tokenizer_cli.py.
+tests/data/pretrain/test_tokenizer_cli.py.
 """
 
 import filecmp

@@ -15,7 +15,7 @@ import pytest
 
 from bert_jax import pretrained
 from bert_jax import storage
-from bert_jax.data import prepare
+from bert_jax.data.pretrain import prepare
 from bert_jax.text.train_tokenizer import train_tokenizer
 from bert_jax.train import checkpoint as ckpt_lib
 from bert_jax.train import trainer

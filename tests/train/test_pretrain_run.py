@@ -137,9 +137,9 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
 
 
 def test_prepared_shards_train_from_disk(tmp_path):
-  from bert_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  from bert_jax.data.pretrain import prepare  # pylint: disable=g-import-not-at-top
   from bert_jax.text.train_tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
-  from bert_jax.data import corpora  # pylint: disable=g-import-not-at-top
+  from bert_jax.data.pretrain import corpora  # pylint: disable=g-import-not-at-top
   docs = list(corpora.load_corpus(helpers.FIXTURE))
   tok_dir = str(tmp_path / 'tok')
   train_tokenizer('wordpiece', (s for d in docs for s in d), 500, tok_dir)

@@ -27,7 +27,7 @@ from absl import logging
 
 from bert_jax.data import text_files
 from bert_jax.data import tfds_source
-from bert_jax.data.glue import Example
+from bert_jax.data.finetune.glue import Example
 from bert_jax.errors import UserInputError
 
 FORMATS = {'.tsv': 'tsv', '.csv': 'csv', '.jsonl': 'jsonl'}

@@ -1,11 +1,11 @@
-"""Tests of bert_jax.data.pretraining (BERT's create_pretraining_data)."""
+"""Tests of bert_jax.data.pretrain.examples (BERT's create_pretraining_data)."""
 
 import numpy as np
 import pytest
 
-from bert_jax.data import corpora
-from bert_jax.data import objectives
-from bert_jax.data import pretraining
+from bert_jax.data.pretrain import corpora
+from bert_jax.data.pretrain import objectives
+from bert_jax.data.pretrain import examples as pretraining
 
 L = 32
 

@@ -1,10 +1,10 @@
-"""The table of pretraining objectives (bert_jax.data.objectives)."""
+"""The table of pretraining objectives (bert_jax.data.pretrain.objectives)."""
 
 import dataclasses
 
 import pytest
 
-from bert_jax.data import objectives
+from bert_jax.data.pretrain import objectives
 
 
 def test_table():

@@ -3,7 +3,7 @@
 corpus -> held-out split -> tokenizer (given, or trained into the workdir and
 reused on restart) -> tokenized documents -> fixed-shape examples. Small
 corpora are built here in memory; large ones are prepared offline with
-``python -m bert_jax.data.prepare`` and read from ``data.prepared_dir``.
+``python -m bert_jax.data.pretrain.prepare`` and read from ``data.prepared_dir``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 from absl import logging
 
 from bert_jax import storage
-from bert_jax.data import corpora
-from bert_jax.data import objectives
-from bert_jax.data import packing
-from bert_jax.data import prepare
-from bert_jax.data import pretraining as examples_lib
+from bert_jax.data.pretrain import corpora
+from bert_jax.data.pretrain import objectives
+from bert_jax.data.pretrain import packing
+from bert_jax.data.pretrain import prepare
+from bert_jax.data.pretrain import examples as examples_lib
 from bert_jax.errors import UserInputError
 from bert_jax.text import base as text_base
 from bert_jax.text import load_tokenizer

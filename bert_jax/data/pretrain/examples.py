@@ -13,7 +13,7 @@ Python's `random.Random(seed)` as the source of randomness:
 * Whole sentences are gathered until the target is reached; a random number of
   them (at least one) form segment A, the rest B.
 * What differs between objectives (the `description`s of
-  `bert_jax.data.objectives`): with `mlm_nsp`, half of the time (always when
+  `bert_jax.data.pretrain.objectives`): with `mlm_nsp`, half of the time (always when
   only one sentence was gathered) B is instead taken from a random other
   document, label 1, and the sentences not used are put back for the next
   example; label 0 means B really follows A. With `mlm_sop`, half of the time
@@ -26,7 +26,7 @@ Python's `random.Random(seed)` as the source of randomness:
   front or back at random.
 
 Only the masking is left out: it happens on device at every step
-(`bert_jax.data.masking`), so each epoch sees new masks. To make that possible
+(`bert_jax.data.pretrain.masking`), so each epoch sees new masks. To make that possible
 each example keeps `word_ids`, the word each token came from.
 
 Most examples aim at the full length, which keeps padding down. The pair
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from bert_jax.data import objectives
+from bert_jax.data.pretrain import objectives
 
 FEATURES = ('input_ids', 'token_type_ids', 'attention_mask', 'word_ids',
             'nsp_label')
@@ -100,7 +100,7 @@ def create_examples(token_docs: Sequence[Sequence[Sentence]],
   Args:
     token_docs: Output of `documents_to_token_docs`.
     max_seq_length: L, the length of every example, specials included.
-    objective: A name in `bert_jax.data.objectives.NAMES`.
+    objective: A name in `bert_jax.data.pretrain.objectives.NAMES`.
     short_seq_prob: Probability of aiming at a shorter random length.
     dupe_factor: How many times each document is cut (differently).
     seed: Seed of all the randomness; the same seed gives the same examples.

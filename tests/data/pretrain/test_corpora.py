@@ -1,11 +1,11 @@
-"""Tests of bert_jax.data.corpora."""
+"""Tests of bert_jax.data.pretrain.corpora."""
 
 import os
 import time
 
 import pytest
 
-from bert_jax.data import corpora
+from bert_jax.data.pretrain import corpora
 
 
 def test_split_sentences_prose_code_and_fragments():

@@ -1,4 +1,4 @@
-"""The tokenizer-training command line (bert_jax.data.tokenizer_cli)."""
+"""The tokenizer-training command line (bert_jax.data.pretrain.tokenizer_cli)."""
 
 import os
 import subprocess
@@ -9,10 +9,10 @@ import pydoc_data.topics
 import pytest
 
 from bert_jax import text
-from bert_jax.data import corpora
-from bert_jax.data import tokenizer_cli
+from bert_jax.data.pretrain import corpora
+from bert_jax.data.pretrain import tokenizer_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 
 @pytest.fixture(scope='module')
@@ -55,7 +55,7 @@ def test_run_with_stub_corpus(corpus, tmp_path, monkeypatch):
 
 
 def _cli(*args):
-  cmd = [sys.executable, '-m', 'bert_jax.data.tokenizer_cli', *args]
+  cmd = [sys.executable, '-m', 'bert_jax.data.pretrain.tokenizer_cli', *args]
   return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                         check=False, cwd=REPO)
 

@@ -17,7 +17,7 @@ Sequence Packing without Cross-contamination"): each keeps its own [CLS] ...
 Rows are filled best-fit decreasing (longest example first, into the row whose
 free space it fits most tightly), which leaves little padding when there are
 many short examples; rows are then shuffled. MLM is unchanged: masking draws
-from a row's real tokens (``bert_jax.data.masking``).
+from a row's real tokens (``bert_jax.data.pretrain.masking``).
 
 Shapes: N examples, M rows, L length, K examples per row at most.
 """

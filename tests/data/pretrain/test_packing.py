@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from bert_jax.data import packing
+from bert_jax.data.pretrain import packing
 from bert_jax.models import config_for_size
 from bert_jax.tasks.pretraining import PretrainingTask
 

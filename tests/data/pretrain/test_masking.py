@@ -1,4 +1,4 @@
-"""Tests of bert_jax.data.masking (on-device dynamic masking)."""
+"""Tests of bert_jax.data.pretrain.masking (on-device dynamic masking)."""
 
 import chex
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bert_jax.data import masking
+from bert_jax.data.pretrain import masking
 
 PAD, CLS, SEP, MASK = 0, 2, 3, 4
 SPECIALS = (0, 1, 2, 3, 4)

@@ -31,10 +31,10 @@ from absl import logging
 import numpy as np
 
 # The readers live in squad_readers; their names are importable from here too.
-from bert_jax.data.squad_readers import is_version_2
-from bert_jax.data.squad_readers import load_tfds
-from bert_jax.data.squad_readers import read_squad_json
-from bert_jax.data.squad_readers import SquadExample
+from bert_jax.data.finetune.squad_readers import is_version_2
+from bert_jax.data.finetune.squad_readers import load_tfds
+from bert_jax.data.finetune.squad_readers import read_squad_json
+from bert_jax.data.finetune.squad_readers import SquadExample
 
 __all__ = [
     'SquadExample', 'is_version_2', 'load_tfds', 'read_squad_json',

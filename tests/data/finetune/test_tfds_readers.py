@@ -6,9 +6,9 @@ All offline: `tfds.testing.mock_data` stands in for prepared datasets.
 import numpy as np
 import pytest
 
-from bert_jax.data import conll
-from bert_jax.data import glue
-from bert_jax.data import squad_readers
+from bert_jax.data.finetune import conll
+from bert_jax.data.finetune import glue
+from bert_jax.data.finetune import squad_readers
 from bert_jax.data import tfds_source
 
 tfds = pytest.importorskip('tensorflow_datasets')

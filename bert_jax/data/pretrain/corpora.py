@@ -2,7 +2,7 @@
 
 Every corpus comes out the same way: an iterator of documents, each a list of
 non-empty, stripped sentence strings, which is what BERT's example builder
-(`bert_jax.data.pretraining`) needs to make sentence pairs. A corpus is named
+(`bert_jax.data.pretrain.examples`) needs to make sentence pairs. A corpus is named
 by a spec string:
 
 * `'builtin'`: the English documentation that ships inside every Python
@@ -214,7 +214,7 @@ def exclude_sentences(docs: Iterable[Sequence[str]], excluded: set[str]
   """DOCS without the sentences in EXCLUDED (e.g. a downstream task's dev set).
 
   Matching is exact after whitespace normalization, which is how the builtin
-  topic task (`bert_jax.data.builtin_topics`) takes its sentences from this
+  topic task (`bert_jax.data.finetune.builtin_topics`) takes its sentences from this
   corpus. A document left with no sentence is dropped.
 
   Returns:
@@ -303,7 +303,7 @@ def builtin_module_documents() -> Iterator[tuple[str, list[str]]]:
   """(module name, sentences) per standard-library module, sorted by name.
 
   The module part of the builtin corpus, with the name each document comes
-  from (e.g. for a sentence-topic task, `bert_jax.data.builtin_topics`). A
+  from (e.g. for a sentence-topic task, `bert_jax.data.finetune.builtin_topics`). A
   docstring shared through aliases and re-exports counts once, for the first
   module (in name order) that has it.
   """

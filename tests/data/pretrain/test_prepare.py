@@ -1,4 +1,4 @@
-"""Tests of bert_jax.data.prepare (array_record shards and the CLI)."""
+"""Tests of bert_jax.data.pretrain.prepare (array_record shards and the CLI)."""
 
 import json
 import os
@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from bert_jax.data import corpora
+from bert_jax.data.pretrain import corpora
 from bert_jax.data import loader
-from bert_jax.data import pretraining
-from bert_jax.data import prepare
+from bert_jax.data.pretrain import examples as pretraining
+from bert_jax.data.pretrain import prepare
 
 
 def _prepare(path, tokenizer, out_dir, **kwargs):

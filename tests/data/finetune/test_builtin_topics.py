@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from bert_jax.data import builtin_topics
-from bert_jax.data import local_files
+from bert_jax.data.finetune import builtin_topics
+from bert_jax.data.finetune import local_files
 
 
 def test_splits_are_balanced_disjoint_and_deterministic():
