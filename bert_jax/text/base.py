@@ -9,6 +9,7 @@ behave identically downstream.
 """
 
 import abc
+import itertools
 from collections.abc import Sequence
 import dataclasses
 import json
@@ -152,6 +153,29 @@ class Tokenizer(abc.ABC):
       self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
     """`encode_words` over many texts; subclasses may do it in parallel."""
     return [self.encode_words(t) for t in texts]
+
+  def encode_flat(self, texts: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Many texts as flat arrays, for building examples with numpy.
+
+    Returns:
+      ``(ids_T, lengths_S, new_word_T)``: every text's ids one after another
+      (int32), each text's number of ids (int64), and True where a token
+      starts a word (so words are runs, as in `encode_words`).
+    """
+    encoded = self.encode_words_batch(texts)
+    lengths = np.fromiter((len(ids) for ids, _ in encoded), np.int64,
+                          len(encoded))
+    total = int(lengths.sum())
+    ids = np.fromiter(itertools.chain.from_iterable(i for i, _ in encoded),
+                      np.int32, total)
+    words = np.fromiter(itertools.chain.from_iterable(w for _, w in encoded),
+                        np.int64, total)
+    new_word = np.ones(total, bool)
+    new_word[1:] = words[1:] != words[:-1]
+    starts = np.cumsum(lengths) - lengths
+    new_word[starts[lengths > 0]] = True
+    return ids, lengths, new_word
 
   # --- Shared behaviour. ---
 

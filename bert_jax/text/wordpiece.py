@@ -10,7 +10,10 @@ past 200 characters, the original BERT's limit, not Hugging Face's 100.
 """
 
 from collections.abc import Sequence
+import itertools
 import os
+
+import numpy as np
 
 import tokenizers
 from tokenizers import decoders
@@ -148,6 +151,28 @@ class WordPieceTokenizer(base.Tokenizer):
     # The Rust side splits a batch across threads.
     encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
     return [(e.ids, renumber_words(e.word_ids)) for e in encs]
+
+  def encode_flat(self, texts: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # A word's first piece never starts with '##' and its others always do
+    # (the pre-tokenizer splits '#' off as punctuation), so word starts come
+    # from the ids alone: no per-token Python.
+    encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
+    id_lists = [e.ids for e in encs]
+    lengths = np.fromiter(map(len, id_lists), np.int64, len(id_lists))
+    ids = np.fromiter(itertools.chain.from_iterable(id_lists), np.int32,
+                      int(lengths.sum()))
+    return ids, lengths, ~self._continuation()[ids]
+
+  def _continuation(self) -> np.ndarray:
+    if getattr(self, '_is_continuation', None) is None:
+      vocab = self._tok.get_vocab(with_added_tokens=False)
+      table = np.zeros(max(self._tok.get_vocab_size(), 1), bool)
+      for piece, i in vocab.items():
+        if piece.startswith('##') and len(piece) > 2:
+          table[i] = True
+      self._is_continuation = table
+    return self._is_continuation
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
     return self._tok.decode([int(i) for i in ids],

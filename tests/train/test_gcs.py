@@ -130,7 +130,7 @@ def test_pretrain_stop_resume_and_finetune_on_gs(bucket, tmp_path):
                 f'{bucket}/tok', '--out', f'{bucket}/shards',
                 '--max_seq_length', '32', '--objective', 'mlm_nsp',
                 '--dupe_factor', '3', '--eval_fraction', '0.3',
-                '--shard_size', '50'])
+                '--unit_mb', '0.002'])  # 2 KiB units: several shards
   assert len(storage.glob(f'{bucket}/shards/train-*.array_record')) > 1
 
   def config(**train):

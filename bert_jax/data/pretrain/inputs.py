@@ -97,7 +97,9 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
         raise UserInputError(
             f'data.{field}={data[field]!r} but {data.prepared_dir} was prepared '
             f'with {meta[field]!r}.')
-    k = int(meta.get('max_examples_per_row', 0))
+    # Packed rows carry one [CLS] position per slot: K is that width.
+    k = next((f['shape'][0] for f in meta['features']
+              if f['name'] == 'cls_positions'), 0)
     if bool(k) != bool(_packed_k(data)):
       logging.warning('data.packing=%s, but %s was prepared with '
                       'max_examples_per_row=%d: its rows are read as prepared.',

@@ -1,0 +1,1 @@
+"""Benchmarks: bert_jax against its peers, one run each, ratios."""
