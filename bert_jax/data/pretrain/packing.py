@@ -82,30 +82,48 @@ def pack(examples: dict[str, np.ndarray], max_per_row: int, seed: int = 0
   order = np.random.RandomState(seed).permutation(len(rows))
   rows = [rows[r] for r in order]
   m, k = len(rows), max_per_row
+  # Where each example goes, as arrays: its row, its slot, its first position.
+  members = np.fromiter((i for r in rows for i in r), np.int64, len(ids_NL))
+  counts = np.fromiter(map(len, rows), np.int64, m)
+  row_of = np.repeat(np.arange(m), counts)
+  first = np.repeat(np.cumsum(counts) - counts, counts)  # row's first member
+  slot_of = np.arange(len(members)) - first
+  n_of = lengths_N[members].astype(np.int64)
+  start_of = _exclusive_cumsum_in_rows(n_of, first)
+  words_NL = examples['word_ids'][members]
+  n_words = np.where((words_NL >= 0).any(1), words_NL.max(1) + 1, 0)
+  # Word ids stay unique within the row, for whole-word masking.
+  word_offset = _exclusive_cumsum_in_rows(n_words.astype(np.int64), first)
   out = {key: np.zeros((m, length), np.int32) for key in PACKED_FEATURES[:5]}
   out['word_ids'][:] = -1
+  out['input_ids'][:] = _pad_id(examples)
+  pos_L = np.arange(length)
+  real = pos_L[None, :] < n_of[:, None]
+  dest_r = np.broadcast_to(row_of[:, None], real.shape)[real]
+  dest_c = (start_of[:, None] + pos_L[None, :])[real]
+  out['input_ids'][dest_r, dest_c] = ids_NL[members][real]
+  out['token_type_ids'][dest_r, dest_c] = (
+      examples['token_type_ids'][members][real])
+  out['attention_mask'][dest_r, dest_c] = np.broadcast_to(
+      (slot_of + 1)[:, None], real.shape)[real]
+  out['position_ids'][dest_r, dest_c] = np.broadcast_to(
+      pos_L[None, :], real.shape)[real]
+  out['word_ids'][dest_r, dest_c] = np.where(
+      words_NL >= 0, words_NL + word_offset[:, None], -1)[real]
   for key in PACKED_FEATURES[5:]:
     out[key] = np.zeros((m, k), np.int32)  # int32 all: prepared shards' format
-  pad_id = _pad_id(examples)
-  out['input_ids'][:] = pad_id
-  for r, members in enumerate(rows):
-    start, next_word = 0, 0
-    for j, i in enumerate(members):
-      n_i = int(lengths_N[i])
-      span = slice(start, start + n_i)
-      out['input_ids'][r, span] = ids_NL[i, :n_i]
-      out['token_type_ids'][r, span] = examples['token_type_ids'][i, :n_i]
-      out['attention_mask'][r, span] = j + 1
-      out['position_ids'][r, span] = np.arange(n_i)
-      words = examples['word_ids'][i, :n_i]
-      # Word ids stay unique within the row, for whole-word masking.
-      out['word_ids'][r, span] = np.where(words >= 0, words + next_word, -1)
-      next_word += int(words.max()) + 1 if (words >= 0).any() else 0
-      out['nsp_label'][r, j] = examples['nsp_label'][i]
-      out['cls_positions'][r, j] = start
-      out['cls_weight'][r, j] = 1
-      start += n_i
+  out['nsp_label'][row_of, slot_of] = examples['nsp_label'][members]
+  out['cls_positions'][row_of, slot_of] = start_of
+  out['cls_weight'][row_of, slot_of] = 1
   return out
+
+
+def _exclusive_cumsum_in_rows(values: np.ndarray, first: np.ndarray
+                              ) -> np.ndarray:
+  """For members laid out row by row (FIRST: index of each one's row's first
+  member), the sum of VALUES over the earlier members of the same row."""
+  total = np.cumsum(values) - values
+  return total - total[first]
 
 
 def _pad_id(examples: dict[str, np.ndarray]) -> int:
