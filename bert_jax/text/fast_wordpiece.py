@@ -4,7 +4,7 @@
 id array plus row offsets, the form that building examples with numpy wants
 (no per-line Python lists). Two engines give the same ids:
 
-- `nanotoken` (optional extra `[fast]`), a Rust WordPiece that reads a
+- `nanotoken` (a dependency), a Rust WordPiece that reads a
   Hugging Face `tokenizer.json`. It is handed the JSON of the very
   `tokenizers.Tokenizer` that `WordPieceTokenizer` builds (BertNormalizer,
   BertPreTokenizer, the 200-character word limit, the special tokens), so the
@@ -24,12 +24,16 @@ Hangul, lone combining marks, CJK, words over 100 characters).
 from collections.abc import Callable, Sequence
 import itertools
 import logging
+import os
 
 import numpy as np
 
 from bert_jax.text import wordpiece
 
 ENGINES = ('auto', 'nanotoken', 'tokenizers')
+# Forces an engine for every WordPiece encode_flat (e.g. 'tokenizers', the
+# reference, to rule the fast engine out when chasing a difference).
+ENGINE_ENV = 'BERT_JAX_WORDPIECE_ENGINE'
 
 # lines -> (ids, offsets): row i's ids are ids[offsets[i]:offsets[i + 1]];
 # ids int32, offsets int64 of length len(lines) + 1, offsets[0] == 0.
@@ -90,12 +94,22 @@ def make_encode_batch(vocab_file: str,
     ValueError: For an unknown engine.
     ImportError: If engine='nanotoken' and it is not installed.
   """
-  if engine not in ENGINES:
-    raise ValueError(f'engine must be one of {ENGINES}, got {engine!r}')
   tok = wordpiece.WordPieceTokenizer(vocab_file, do_lower_case=do_lower_case)
   # The very pipeline WordPieceTokenizer encodes with, so both engines get the
   # same settings. Its Rust threads follow RAYON_NUM_THREADS.
-  hf_tokenizer = tok._tok  # pylint: disable=protected-access
+  return encoder_for(tok._tok, engine, parallel)  # pylint: disable=protected-access
+
+
+def encoder_for(hf_tokenizer, engine: str = 'auto',
+                parallel: bool = False) -> EncodeBatch:
+  """`make_encode_batch` for a built `tokenizers.Tokenizer` (WordPiece).
+
+  ENGINE 'auto' also follows $BERT_JAX_WORDPIECE_ENGINE when it is set.
+  """
+  if engine == 'auto':
+    engine = os.environ.get(ENGINE_ENV, 'auto') or 'auto'
+  if engine not in ENGINES:
+    raise ValueError(f'engine must be one of {ENGINES}, got {engine!r}')
   fn = None
   if engine in ('auto', 'nanotoken'):
     try:
@@ -104,7 +118,8 @@ def make_encode_batch(vocab_file: str,
     except ImportError:
       if engine == 'nanotoken':
         raise ImportError(
-            "engine='nanotoken' needs `pip install bert_jax[fast]`") from None
+            "engine='nanotoken' needs `pip install nanotoken` (a dependency "
+            'of bert_jax)') from None
     except ValueError as e:  # nanotoken.UnsupportedTokenizerError
       if engine == 'nanotoken':
         raise

@@ -154,15 +154,22 @@ class WordPieceTokenizer(base.Tokenizer):
 
   def encode_flat(self, texts: Sequence[str]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # The fast engine when installed (bert_jax.text.fast_wordpiece: same ids).
     # A word's first piece never starts with '##' and its others always do
     # (the pre-tokenizer splits '#' off as punctuation), so word starts come
     # from the ids alone: no per-token Python.
-    encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
-    id_lists = [e.ids for e in encs]
-    lengths = np.fromiter(map(len, id_lists), np.int64, len(id_lists))
-    ids = np.fromiter(itertools.chain.from_iterable(id_lists), np.int32,
-                      int(lengths.sum()))
-    return ids, lengths, ~self._continuation()[ids]
+    if getattr(self, '_flat_encoder', None) is None:
+      from bert_jax.text import fast_wordpiece  # pylint: disable=g-import-not-at-top
+      self._flat_encoder = fast_wordpiece.encoder_for(self._tok)
+    ids, offsets = self._flat_encoder(list(texts))
+    return ids, np.diff(offsets), ~self._continuation()[ids]
+
+  def __getstate__(self):
+    # Caches are rebuilt where the object lands (the engine may not pickle).
+    state = dict(self.__dict__)
+    state.pop('_flat_encoder', None)
+    state.pop('_is_continuation', None)
+    return state
 
   def _continuation(self) -> np.ndarray:
     if getattr(self, '_is_continuation', None) is None:

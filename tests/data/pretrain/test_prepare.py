@@ -159,3 +159,17 @@ def test_missing_or_incomplete_output_fails_loudly(tiny_corpus_path,
   _prepare(tiny_corpus_path, fake_tokenizer, tmp_path)
   with pytest.raises(ValueError, match="no split 'eval'"):
     prepare.load_prepared(str(tmp_path), 'eval')
+
+
+def test_beam_direct_runner_writes_what_the_local_runner_does(
+    tiny_corpus_path, real_vocab_path, tmp_path):
+  pytest.importorskip('apache_beam')
+  local = _prepare(tiny_corpus_path, real_vocab_path, tmp_path / 'local',
+                   eval_fraction=0.3)
+  beam = _prepare(tiny_corpus_path, real_vocab_path, tmp_path / 'beam',
+                  eval_fraction=0.3, runner='beam',
+                  beam_args=['--runner=DirectRunner',
+                             '--direct_num_workers=2',
+                             '--direct_running_mode=multi_threading'])
+  assert beam['run']['runner'] == 'beam' and local['run']['runner'] == 'local'
+  assert _records(tmp_path / 'local') == _records(tmp_path / 'beam')
