@@ -127,7 +127,9 @@ def prepare(corpus: str, tokenizer: Any, out_dir: str, *,
   if runner == 'beam':
     from bert_jax.data.pretrain import beam_pipeline  # pylint: disable=g-import-not-at-top
     beam_pipeline.run(jobs, beam_args)
-    markers = [unit_job.finished(out_dir, i) for i in range(len(plan))]
+    # The workers just wrote and hashed these: sizes are enough here.
+    markers = [unit_job.finished(out_dir, i, verify=False)
+               for i in range(len(plan))]
     missing = [i for i, m in enumerate(markers) if m is None]
     if missing:
       raise RuntimeError(f'the Beam pipeline finished but units {missing[:10]} '
@@ -139,7 +141,8 @@ def prepare(corpus: str, tokenizer: Any, out_dir: str, *,
       shown.update(marker)
   shown.close()
   meta = _meta(settings, tokenizer, markers, plan)
-  meta['run'] = {'runner': runner, 'workers': workers, 'units': len(plan),
+  meta['run'] = {'runner': runner, 'units': len(plan),
+                 'workers': workers if runner == 'local' else None,
                  'units_reused': sum(bool(m.get('reused')) for m in markers),
                  'seconds': round(time.perf_counter() - t0, 2)}
   if meta['run']['seconds'] > 0:
@@ -350,7 +353,8 @@ def summary(meta: dict[str, Any], out: str) -> str:
       f'wrote {out}: {meta["bytes"] / 2**20:.1f} MiB of text in '
       f'{meta["units"]} units ({run.get("units_reused", 0)} reused) in '
       f'{run.get("seconds", 0):.1f} s ({run.get("mb_per_s", 0):.2f} MiB/s, '
-      f'{run.get("workers", 1)} worker(s), runner {run.get("runner")})' +
+      + (f'{run["workers"]} worker(s), ' if run.get('workers') else '') +
+      f'runner {run.get("runner")})' +
       (f'; {", ".join(skipped)}' if skipped else ''))
   return '\n'.join(lines)
 
