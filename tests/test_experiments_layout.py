@@ -11,14 +11,16 @@ import pytest
 import experiments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAX_MODULES = 10  # per folder (docs/extending.md, "Where things go")
+# "About ten" modules a folder (docs/extending.md, "Where things go"):
+# benchmarks/ has ten, with benchmark_encode and benchmark_prepare coming.
+MAX_MODULES = 12
 
 
 def test_no_folder_is_crowded_and_old_paths_are_gone():
   top = os.path.join(ROOT, 'experiments')
   for dirpath, _, files in os.walk(top):
     modules = [f for f in files if f.endswith('.py') and f != '__init__.py']
-    assert len(modules) <= MAX_MODULES + 2, (dirpath, modules)
+    assert len(modules) <= MAX_MODULES, (dirpath, modules)
   # The old flat modules moved: the top holds folders and __init__.py only.
   assert not [f for f in os.listdir(top) if f.endswith('.py') and f != '__init__.py']
   for old, new in experiments.MOVED.items():

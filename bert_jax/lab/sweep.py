@@ -161,7 +161,7 @@ def base_config(base: str) -> Any:
   if not os.path.exists(path):
     raise SweepError(f'BASE config file {path} does not exist.')
   if REPO not in sys.path:
-    sys.path.insert(0, REPO)  # config files import `configs.common`.
+    sys.path.insert(0, REPO)  # configs/*.py (thin) import bert_jax.configs.
   spec = importlib.util.spec_from_file_location('_sweep_base_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
