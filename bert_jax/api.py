@@ -39,8 +39,8 @@ from bert_jax.models.config import ModelConfig
 from bert_jax.models.encoder import BertEncoder
 from bert_jax.text import load_tokenizer
 from bert_jax.train import phases
-from configs import finetune as finetune_config
-from configs import pretrain as pretrain_config
+from bert_jax.configs import finetune as finetune_config
+from bert_jax.configs import pretrain as pretrain_config
 
 __all__ = ['Encoder', 'Pretrained', 'convert_from_hf', 'finetune',
            'load_encoder', 'load_pretrained', 'make_config', 'pretrain']

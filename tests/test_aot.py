@@ -1,4 +1,4 @@
-"""experiments/aot.py: the trainer's step compiled ahead of time for a slice.
+"""experiments/scaling/aot.py: the trainer's step compiled ahead of time for a slice.
 
 The fake-device path (CPU devices standing in for the chips) always runs;
 the XLA:TPU path runs where the libtpu wheel is installed
@@ -14,11 +14,11 @@ import types
 import numpy as np
 import pytest
 
-from configs import finetune
-from configs import pretrain
-from experiments import aot
-from experiments import aot_report
-from experiments import aot_topology
+from bert_jax.configs import finetune
+from bert_jax.configs import pretrain
+from experiments.scaling import aot
+from experiments.scaling import aot_report
+from experiments.scaling import aot_topology
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_libtpu = pytest.mark.skipif(
@@ -153,7 +153,7 @@ def test_command_line_on_fake_devices(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS='--xla_force_host_platform_device_count=2')
   proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.aot',
+      [sys.executable, '-m', 'experiments.scaling.aot',
        '--config=configs/finetune.py:task=sst2,runlocal', '--topology=v5e:1x2',
        '--fake', '--config.train.global_batch_size=8', '--vocab_size=1000',
        '--config.data.max_seq_length=32', '--config.mesh.data=1',
@@ -166,7 +166,7 @@ def test_command_line_on_fake_devices(tmp_path):
   report = json.loads(out.read_text())
   assert report['fits'] and report['task'] == 'sst2'
   assert report['mesh'] == {'data': 1, 'fsdp': 1, 'tensor': 2}
-  assert report['command'].startswith('python -m experiments.aot')
+  assert report['command'].startswith('python -m experiments.scaling.aot')
 
 
 @needs_libtpu
@@ -183,7 +183,7 @@ def test_tiny_config_compiles_for_a_tpu_slice():
 
 
 def test_compile_scale_rows_and_memory_account():
-  from experiments import compile_scale
+  from experiments.scaling import compile_scale
   rows = compile_scale.plan(['tiny'], [False, True], ['none', 'full'], ['tiny'])
   assert rows == [('tiny', False, 'none'), ('tiny', True, 'none'),
                   ('tiny', False, 'full'), ('tiny', True, 'full')]

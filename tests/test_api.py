@@ -14,15 +14,15 @@ import pytest
 import bert_jax
 from bert_jax import api
 from bert_jax.errors import UserInputError
-from configs import finetune as finetune_config
-from configs import pretrain as pretrain_config
+from bert_jax.configs import finetune as finetune_config
+from bert_jax.configs import pretrain as pretrain_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_import_is_cheap_and_names_resolve():
   code = ('import sys, bert_jax; '
-          'print(sorted(m for m in ("jax", "flax", "orbax", "configs", '
+          'print(sorted(m for m in ("jax", "flax", "orbax", "bert_jax.configs", '
           '"bert_jax.api", "bert_jax.train") if m in sys.modules))')
   r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, check=True,
                      capture_output=True, text=True)

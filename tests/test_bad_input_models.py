@@ -20,7 +20,7 @@ from bert_jax.data.pretrain import prepare
 from bert_jax.data import tfds_source
 from bert_jax.text import load_tokenizer
 from bert_jax.train import trainer
-from configs import finetune
+from bert_jax.configs import finetune
 from tests.bad_input_table import Case, outcome_table  # noqa: F401 (a fixture)
 from tests.bad_input_table import fails as _fails
 from tests.bad_input_table import run_case

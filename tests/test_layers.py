@@ -11,6 +11,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, 'bert_jax')
+# The launcher defers the training stack (~2.5 s of imports) to after flag
+# parsing, so a mistyped flag and --help answer at once; it is an entry point,
+# at the top of the contract, so the deferred import hides no cycle.
+DEFERRED_OK = {os.path.join('bert_jax', 'launch.py')}
 
 
 def _nested_bert_jax_imports(path):
@@ -38,6 +42,8 @@ def test_no_function_level_bert_jax_imports():
     for name in sorted(files):
       if name.endswith('.py'):
         path = os.path.join(dirpath, name)
+        if os.path.relpath(path, ROOT) in DEFERRED_OK:
+          continue
         bad += [f'{os.path.relpath(path, ROOT)}:{line}: {module}'
                 for line, module in _nested_bert_jax_imports(path)]
   assert not bad, 'Import bert_jax modules at module level:\n' + '\n'.join(bad)

@@ -1,6 +1,6 @@
 """Named points where a run can be made to wait, so a test lands a kill there.
 
-The kill -9 harness (``experiments/chaos.py``) must kill a run *during*
+The kill -9 harness (``experiments/reliability/chaos.py``) must kill a run *during*
 evaluation or while the best checkpoint is written, which take milliseconds
 in a tiny run. With ``BERT_JAX_PAUSE_AT=point@step`` (or ``point`` for any
 step; several comma-separated) the run prints ``[pause] point@step`` and

@@ -7,9 +7,9 @@ pretrained longer than experiments/studies/variants.py (2,500 steps of batch
 floor on the builtin topic task with few labels (120 training sentences of 6
 topics, 20 per topic), where a from-scratch model has least to go on, at two
 learning rates for every row. The 600 dev sentences are removed from the
-pretraining corpus (data.exclude_sentences, written by experiments/study.py).
+pretraining corpus (data.exclude_sentences, written by bert_jax/lab/study.py).
 
-  python -m experiments.study --study experiments/studies/pretrain_helps.py \
+  python -m bert_jax.lab.study --study experiments/studies/pretrain_helps.py \
       --root runs/pretrain_helps --seeds 3 --workers 2
 
 The measured result is in docs/experiments.md.

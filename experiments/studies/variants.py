@@ -8,7 +8,7 @@ each): baseline (original BERT) and rope. The recipe is sized for a loaded
 ~0.12-0.17), then 600 training sentences of 6 topics, 10 epochs at one
 learning rate (5e-4) for every row, random init included. The 600 dev
 sentences are evaluated; they are removed from the pretraining corpus
-(data.exclude_sentences, written by experiments/study.py).
+(data.exclude_sentences, written by bert_jax/lab/study.py).
 
 This is NOT a recipe where pretraining wins: single-seed probes on
 2026-12-02 (docs/experiments.md) had the 800-step checkpoint below random
@@ -16,9 +16,9 @@ init at lr 5e-4 and 1e-4 and with 300 or 600 training sentences, and so did
 the measured 3-seed result (docs/experiments.md). For one where it wins
 (few labels, longer pretraining): experiments/studies/pretrain_helps.py.
 
-  python -m experiments.study --study experiments/studies/variants.py \
+  python -m bert_jax.lab.study --study experiments/studies/variants.py \
       --root runs/study --seeds 3 --workers 2
-  python -m experiments.study_report runs/study
+  python -m bert_jax.lab.study_report runs/study
 """
 
 VARIANTS = 'experiments/sweeps/variants.py'

@@ -8,7 +8,7 @@ for MLM: full (0.2-2.3% padding), ~19 masked predictions a row (15% of the
 real tokens, at most ``max_predictions_per_seq``=20), the same rows per step.
 What still differs is how an example is cut (``bert_jax/data/pretrain/objectives.py``
 says exactly how), measured on the builtin corpus at length 128 with
-``python -m experiments.objective_examples`` (2026-12-02):
+``python -m experiments.benchmarks.objective_examples`` (2026-12-02):
 
   objective  examples/pass  packed rows  examples/row  tokens/example
   mlm              2,977        2,841        1.05          121.9
@@ -28,8 +28,8 @@ says exactly how), measured on the builtin corpus at length 128 with
 So a difference between them is of the whole recipe (loss, context length,
 segment structure, repetition), not of the loss alone.
 
-  python -m experiments.sweep --sweep experiments/sweeps/objectives.py --root /tmp/objectives
-  python -m experiments.report --root /tmp/objectives --metric mlm_accuracy
+  python -m bert_jax.lab.sweep --sweep experiments/sweeps/objectives.py --root /tmp/objectives
+  python -m bert_jax.lab.report --root /tmp/objectives --metric mlm_accuracy
 """
 
 from typing import Any

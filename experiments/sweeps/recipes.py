@@ -14,8 +14,8 @@ eval_results.json is phase 2's; phase 1's is in ``bert_2phase.seedN/phase1``).
 Judge them by downstream fine-tuning of each workdir (``init_from``), not by
 the MLM accuracy column alone.
 
-  python -m experiments.sweep --sweep experiments/sweeps/recipes.py --root /tmp/recipes
-  python -m experiments.report /tmp/recipes
+  python -m bert_jax.lab.sweep --sweep experiments/sweeps/recipes.py --root /tmp/recipes
+  python -m bert_jax.lab.report /tmp/recipes
 """
 
 from typing import Any

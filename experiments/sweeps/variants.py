@@ -4,8 +4,8 @@ Every variant is one field of ``config.model`` (bert_jax/models/config.py),
 so every entry differs from the baseline in exactly one override; the report's
 delta column is then the effect of that one change.
 
-  python -m experiments.sweep --sweep experiments/sweeps/variants.py --root /tmp/variants
-  python -m experiments.report --root /tmp/variants
+  python -m bert_jax.lab.sweep --sweep experiments/sweeps/variants.py --root /tmp/variants
+  python -m bert_jax.lab.report --root /tmp/variants
 """
 
 from typing import Any

@@ -45,7 +45,7 @@ def tok():
 def make_config(monkeypatch):
   """The real configs/finetune.py (so field names cannot drift), shrunk."""
   monkeypatch.syspath_prepend(ROOT)
-  from configs import finetune  # pylint: disable=g-import-not-at-top
+  from bert_jax.configs import finetune  # pylint: disable=g-import-not-at-top
 
   def make(task, **data):
     config = finetune.get_config(f'task={task},runlocal')

@@ -17,7 +17,7 @@ from bert_jax.tasks.classification import ClassificationTask
 from bert_jax.text import load_tokenizer
 from bert_jax import pretrained
 from bert_jax.train import trainer
-from configs import finetune
+from bert_jax.configs import finetune
 from tests.tasks import test_qa, test_tagging
 
 FIX = os.path.join(os.path.dirname(__file__), 'fixtures')

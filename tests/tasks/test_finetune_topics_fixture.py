@@ -1,6 +1,6 @@
 """The 4-topic fixture behind docs/finetuning.md's offline result.
 
-experiments/finetune_topics.sh fine-tunes on topics_train.tsv and reports
+experiments/scripts/finetune_topics.sh fine-tunes on topics_train.tsv and reports
 accuracy on topics_eval.tsv; that figure means something only if the held-out
 file is really held out and the classes are balanced. No training here.
 """

@@ -10,7 +10,7 @@ import pytest
 from bert_jax.data.finetune import glue
 from bert_jax.tasks import glue_submission as gs
 from bert_jax.tasks import registry
-from configs import finetune
+from bert_jax.configs import finetune
 # Shared fixtures: the MiniLM tokenizer and a tiny pretrained checkpoint.
 from tests.tasks.test_classification import SEQ, tiny_model, tok  # pylint: disable=unused-import
 from tests.tasks.test_finetune_run import _config, tiny_ckpt  # pylint: disable=unused-import

@@ -23,7 +23,7 @@ from bert_jax.tasks import qa
 from bert_jax.tasks import registry
 from bert_jax.tasks import squad_metrics
 from bert_jax.tasks.base import combine
-from configs import finetune
+from bert_jax.configs import finetune
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures',
                        'squad_local.json')

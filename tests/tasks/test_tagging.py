@@ -30,7 +30,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 if _REPO not in sys.path:
   sys.path.insert(0, _REPO)
-from configs import finetune  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_jax.configs import finetune  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 TRAIN = os.path.join(FIXTURES, 'ner_train.txt')

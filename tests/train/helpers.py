@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from configs import pretrain
+from bert_jax.configs import pretrain
 
 FIXTURE = os.path.join(os.path.dirname(__file__), '..', 'data', 'fixtures',
                        'tiny_corpus.txt')

@@ -1,7 +1,7 @@
 """The kill -9 harness, short: a tiny pretraining run killed mid-save and
 mid-evaluation ends bit for bit where its uninterrupted reference does. The
 full version (10 kills of each kind, fine-tuning too) is
-``experiments/chaos.py``, too slow for the suite (a launch is ~10 s here);
+``experiments/reliability/chaos.py``, too slow for the suite (a launch is ~10 s here);
 its measured result is in docs/reliability.md. Then, in-process, what it
 found and what the fixes rely on: a resumed fine-tuning run keeps its best
 checkpoint; metrics.jsonl is rewound on resume; a killed best/ swap is
@@ -17,8 +17,8 @@ from bert_jax.train import best_writer
 from bert_jax.train import evaluators
 from bert_jax.train import metrics_writer
 from bert_jax.train import trainer
-from experiments import chaos
-from experiments import chaos_compare
+from experiments.reliability import chaos
+from experiments.reliability import chaos_compare
 from tests.tasks import test_finetune_run
 from tests.tasks.test_finetune_run import tiny_ckpt  # pylint: disable=unused-import
 

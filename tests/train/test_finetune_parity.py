@@ -3,7 +3,7 @@
 The same converted weights (classifier included), the same batches, dropout
 off: bert_jax's jitted train step (``configs/finetune.py``'s AdamW, warmup,
 linear decay, clipping, weight-decay mask, mean cross-entropy) and the peer's
-loop (``experiments/finetune_peer.py``: torch AdamW without decay on biases
+loop (``experiments/benchmarks/finetune_peer.py``: torch AdamW without decay on biases
 and LayerNorm weights, ``get_linear_schedule_with_warmup``, clipping) must
 end at the same parameters. A difference in any of them (eps, which
 parameters decay, the warmup step count, the step the schedule starts at,
@@ -22,12 +22,12 @@ from bert_jax.convert import hf
 from bert_jax.tasks.classification import ClassificationTask
 from bert_jax.train import optim
 from bert_jax.train import step as step_lib
-from configs import finetune
+from bert_jax.configs import finetune
 from tests.convert.conftest import write_tiny_vocab
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
-finetune_peer = pytest.importorskip('experiments.finetune_peer')
+finetune_peer = pytest.importorskip('experiments.benchmarks.finetune_peer')
 
 STEPS, WARMUP_FRACTION = 5, 0.4  # Warmup: 2 steps, then 3 of decay.
 LR, WEIGHT_DECAY = 2e-2, 0.5

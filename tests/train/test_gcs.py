@@ -20,7 +20,7 @@ from bert_jax.text.train_tokenizer import train_tokenizer
 from bert_jax.train import checkpoint as ckpt_lib
 from bert_jax.train import trainer
 from bert_jax.train import workdir_lock
-from configs import finetune
+from bert_jax.configs import finetune
 from tests import gcs_emulator
 from tests.train import helpers
 from tests.train import test_reliability

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from bert_jax.train import optim
-from configs import common
+from bert_jax.configs import common
 
 
 def _first_update(tx, params, grads):

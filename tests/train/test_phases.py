@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bert_jax.train import phases
-from configs import pretrain
+from bert_jax.configs import pretrain
 
 
 def test_recipes_set_what_they_say():

@@ -161,7 +161,7 @@ def test_pretraining_workdir_inits_finetuning_and_encode(tmp_path):
   """A workdir is a checkpoint dir: fine-tuning (here from an 'mlm' run, which
   has no pooler: it starts fresh) and encode both read it."""
   from bert_jax.encode import load_encoder  # pylint: disable=g-import-not-at-top
-  from configs import finetune  # pylint: disable=g-import-not-at-top
+  from bert_jax.configs import finetune  # pylint: disable=g-import-not-at-top
   pre = trainer.run(helpers.tiny_config('mlm', num_steps=2), str(tmp_path / 'pre'))
   fix = os.path.join(ROOT, 'tests', 'tasks', 'fixtures')
   config = finetune.get_config('task=local_classification,runlocal')

@@ -30,7 +30,7 @@ from bert_jax.train import sharding
 from bert_jax.train import step as step_lib
 from bert_jax.train import trainer
 from bert_jax.train import workdir_lock
-from configs import common
+from bert_jax.configs import common
 from tests.train import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -17,7 +17,7 @@ from bert_jax.tasks.pretraining import PretrainingTask
 from bert_jax.train import evaluation, evaluators, optim, sharding
 from bert_jax.train import setup as setup_lib
 from bert_jax.train import step as step_lib
-from configs import finetune, pretrain
+from bert_jax.configs import finetune, pretrain
 
 VOCAB, L = 100, 16
 

@@ -12,7 +12,7 @@ from bert_jax.models import config_for_size
 from bert_jax.tasks.pretraining import PretrainingTask
 from bert_jax.train import optim, sharding
 from bert_jax.train import step as step_lib
-from configs import common
+from bert_jax.configs import common
 
 VOCAB, L, B = 120, 16, 16
 

@@ -1,0 +1,170 @@
+r"""The report of a pretrain -> fine-tune study (bert_jax/lab/study.py).
+
+  python -m bert_jax.lab.study_report ROOT     # rewrites ROOT/study.md
+
+One row per variant (and the random-init floor): the pretraining metric and
+each downstream task's main metric (at the last step), as mean ± std [95% CI]
+over the finished seeds; then, per task, each pretrained row judged against
+the random-init row by the noise rule of bert_jax/lab/stats.py. A pretrained
+row that does not beat the floor (intervals overlap, or it is lower) is named
+in plain words. The per-stage sweep reports (tables and figures:
+bert_jax/lab/report.py) are written beside it: ``ROOT/pretrain_report.md``,
+``ROOT/finetune_TASK_report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+from typing import Any
+
+from bert_jax.lab import aggregate
+from bert_jax.lab import report
+from bert_jax.lab import stats
+
+RANDOM_INIT = 'random_init'
+PRETRAIN_METRIC = 'mlm_accuracy'
+
+
+def _cell(s: stats.Summary | None) -> str:
+  return aggregate.summary_cell(s, show_n=False)
+
+
+def _groups(root: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+  if not os.path.isdir(root):
+    return [], []
+  rows = report.collect(root)
+  index = os.path.join(root, 'sweep.json')
+  entries = None
+  if os.path.exists(index):
+    with open(index) as f:
+      entries = json.load(f).get('entries')
+  return rows, aggregate.group(rows, entries)
+
+
+def verdict(value: stats.Summary | None, floor: stats.Summary | None,
+            lower_is_better: bool) -> str:
+  """'beats random init' only when the intervals are disjoint in its favour."""
+  if value is None or floor is None:
+    return 'no result yet'
+  rule = stats.compare(value, floor, lower_is_better)
+  if rule == 'better':
+    return 'beats random init'
+  if rule == 'n<2: no interval':
+    return 'cannot tell (n<2)'
+  return ('does NOT beat random init (intervals overlap)' if rule == 'within noise'
+          else 'does NOT beat random init (lower)' if rule == 'worse' else rule)
+
+
+def build(root: str) -> tuple[str, list[str]]:
+  """(markdown of ROOT/study.md, the tasks' sub-roots)."""
+  meta_path = os.path.join(root, 'study.json')
+  meta = {}
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      meta = json.load(f)
+  _, pgroups = _groups(os.path.join(root, 'pretrain'))
+  ft_dir = os.path.join(root, 'finetune')
+  tasks = meta.get('suite') or (sorted(os.listdir(ft_dir)) if os.path.isdir(ft_dir) else [])
+  per_task = {}
+  for task in tasks:
+    rows, groups = _groups(os.path.join(ft_dir, task))
+    metric = report.choose_metric(rows, None) if rows else None
+    per_task[task] = (metric, {g['name']: g for g in groups})
+  names = [g['name'] for g in pgroups]
+  names += [RANDOM_INIT] + sorted({n for _, gs in per_task.values() for n in gs}
+                                  - set(names) - {RANDOM_INIT})
+  pre = {g['name']: g for g in pgroups}
+  reference = meta.get('reference') or (names[0] if names else '')
+  header = ['variant', 'overrides', f'pretrain {PRETRAIN_METRIC}']
+  for task, (metric, _) in per_task.items():
+    header += [f'{task} {metric}', f'{task} vs random init', f'{task} vs {reference}']
+  lines = []
+  verdicts = []
+  for name in names:
+    g = pre.get(name)
+    cells = [name, '(random init: no pretraining)' if name == RANDOM_INIT else
+             report.overrides_text(g['overrides']) if g else '–',
+             '–' if g is None else _cell(g['summaries'].get(PRETRAIN_METRIC))]
+    for task, (metric, groups) in per_task.items():
+      lower = report.default_lower(metric)
+      s = groups.get(name, {}).get('summaries', {}).get(metric) if metric else None
+      floor = groups.get(RANDOM_INIT, {}).get('summaries', {}).get(metric) if metric else None
+      cells.append(_cell(s))
+      ref = groups.get(reference, {}).get('summaries', {}).get(metric) if metric else None
+      # The architecture question: this variant against the reference, downstream.
+      versus = ('(reference)' if name == reference else
+                stats.compare(s, ref, lower) or '–')
+      if name == RANDOM_INIT:
+        cells += ['(the floor)', versus]
+        continue
+      v = verdict(s, floor, lower)
+      cells += [v, versus]
+      if s is not None and floor is not None and v != 'beats random init':
+        verdicts.append(f'- **{name} {v}** on {task}: {metric} {s.mean:.4f} vs '
+                        f'{floor.mean:.4f} from random init (n = {s.n} / {floor.n}).')
+    lines.append(cells)
+  md = [f'# Study: {os.path.basename(root)}', '',
+        f'Runs: `{root}`' + (f' (study file `{meta["study"]}`)' if meta.get('study') else ''),
+        '', report.markdown(header, [[c for c in l] for l in lines]), '',
+        'Each cell: mean ± sample std [95% Student t interval] over the finished '
+        'seeds; downstream metrics at the last fine-tuning step. "beats random '
+        'init" only when the two 95% intervals are disjoint (bert_jax/lab/stats.py);'
+        ' overlapping intervals are reported as not beating it. "vs '
+        f'{reference}": the same noise rule against the reference variant '
+        '(within noise / better / worse).', '']
+  if verdicts:
+    md += ['Pretrained rows that do not beat the random-init floor:', ''] + verdicts + ['']
+  elif any(groups.get(RANDOM_INIT) for _, groups in per_task.values()):
+    md += ['Every pretrained row with results beats the random-init floor.', '']
+  for task, note in (meta.get('heldout') or {}).items():
+    md.append(f'Held-out text of {task}: {note}.')
+  return '\n'.join(md) + '\n', tasks
+
+
+def write(root: str, figures: bool = True) -> str:
+  """Writes ROOT/study.md (and the per-stage reports with figures); returns its path."""
+  root = os.path.abspath(root)
+  text, tasks = build(root)
+  links = []
+  if figures:
+    stages = [('pretrain', os.path.join(root, 'pretrain'), [])] + [
+        (f'finetune_{t}', os.path.join(root, 'finetune', t), ['--baseline', RANDOM_INIT])
+        for t in tasks]
+    for label, sub, extra in stages:
+      if not os.path.isdir(sub):
+        continue
+      out = os.path.join(root, f'{label}_report.md')
+      with contextlib.redirect_stdout(io.StringIO()):  # Its table is in ours.
+        report.main([sub, '--out', out] + extra)
+      links.append(f'- [{label}]({os.path.basename(out)}): table with every metric, '
+                   'learning curves, final metric with 95% intervals')
+  if links:
+    text += '\nPer-stage reports and figures:\n\n' + '\n'.join(links) + '\n'
+  path = os.path.join(root, 'study.md')
+  with open(path, 'w') as f:
+    f.write(text)
+  print(text)
+  print(f'Report: {path}')
+  return path
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m bert_jax.lab.study_report',
+                                   description=__doc__.split('\n\n')[0])
+  parser.add_argument('root', help='The study root (--root of bert_jax.lab.study).')
+  parser.add_argument('--no_figures', action='store_true')
+  args = parser.parse_args(argv)
+  if not os.path.isdir(args.root):
+    print(f'error: study root {args.root} does not exist.', file=sys.stderr)
+    return 2
+  write(args.root, figures=not args.no_figures)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

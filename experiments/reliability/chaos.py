@@ -1,0 +1,283 @@
+r"""Kill -9 harness: a run SIGKILLed at random points ends bit for bit where an
+uninterrupted one does (docs/reliability.md, "Killed runs").
+
+  python experiments/reliability/chaos.py --kind=pretrain --kills=10 --workdir=/tmp/chaos
+  python experiments/reliability/chaos.py --kind=finetune --kills=10 --workdir=/tmp/chaos_ft
+
+1. ``reference/``: the tiny run, uninterrupted, through ``python launch.py``
+   (with every pause point of ``bert_jax.train.pause_points`` set to 0 s, so
+   its output says at which steps it evaluated and wrote ``best/``).
+2. ``killed/``: the same command, SIGKILLed (its whole process group: what a
+   lost VM does) at ``--kills`` points drawn with ``--seed``, relaunched after
+   each kill until it completes. Each kill aims at one phase, in turn:
+     startup  a random fraction of the last launch's time to its first step
+              (imports, setup, restore, compile);
+     train    right after the progress line of a random step;
+     save     as soon as ``checkpoints/<s>.orbax-checkpoint-tmp*`` of a random
+              save step appears (landed: the step was not committed);
+     eval     at ``[pause] eval@<s>`` (mid-evaluation) of a random eval step;
+     best     (fine-tuning) at ``[pause] best@<s>``: mid-write of ``best/``.
+   The targets lie after the newest committed checkpoint, so every kill costs
+   recomputed steps, and move through the run from kill to kill.
+3. Compares the final checkpoints' whole train state (params and optimizer
+   state, as numpy) bitwise, metrics.jsonl (the per-launch throughput figures
+   left out) and eval_results.json; for fine-tuning also ``best/`` (params
+   bitwise, every other file byte for byte) and ``predictions/`` byte for byte.
+4. Prints and writes ``WORKDIR/summary.json``; exits 1 unless all is equal
+   and every kill was resumed from the newest committed step.
+
+Both kinds run on the CPU in fp32 with a shared persistent compilation cache
+(``WORKDIR/jax_cache``), so a relaunch does not recompile. Fine-tuning starts
+from a 2-step tiny pretraining run (``WORKDIR/init``) on the 4-topic fixture
+(``tests/tasks/fixtures/topics_*.tsv``) as regression (see ``_regression_file``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from typing import Any
+
+if __package__ in (None, ''):  # Run as a script: the repository on the path.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))))
+
+# pylint: disable=g-import-not-at-top
+from absl import logging
+
+from experiments.reliability import chaos_compare
+from experiments.reliability import chaos_launch
+# pylint: enable=g-import-not-at-top
+
+REPO = chaos_launch.REPO
+PHASES = {'pretrain': ('startup', 'train', 'save', 'eval'),
+          'finetune': ('startup', 'train', 'save', 'eval', 'best')}
+SUBDIRS = ('data', 'init', 'reference', 'killed', 'logs', 'jax_cache', 'summary.json')
+EVAL_EVERY, SAVE_EVERY = 4, 3  # Interleaved: an eval kill redoes steps.
+
+# A 2-layer, 64-wide model, 32 tokens, batch 16: a launch is mostly startup.
+TINY_MODEL = ['--config.model.hidden_size=64', '--config.model.num_heads=2',
+              '--config.model.intermediate_size=128',
+              '--config.data.max_seq_length=32']
+PRETRAIN = ['--config=configs/pretrain.py:size=tiny,runlocal', *TINY_MODEL,
+            '--config.data.max_predictions_per_seq=5',
+            '--config.data.dupe_factor=1', '--config.data.max_documents=60',
+            '--config.data.tokenizer_vocab_size=500',
+            '--config.train.global_batch_size=16',
+            '--config.train.eval_batches=1', '--config.optim.warmup_steps=1']
+FINETUNE = ['--config=configs/finetune.py:task=local_regression,runlocal',
+            *TINY_MODEL[-1:], '--config.data.text_fields=sentence',
+            '--config.data.label_field=score',
+            '--config.train.global_batch_size=16']
+TOPICS = os.path.join(REPO, 'tests', 'tasks', 'fixtures', 'topics_{}.tsv')
+
+
+def commands(kind: str, base: str, steps: int, init_from: str = ''
+             ) -> tuple[list[str] | None, list[str]]:
+  """(command of the init run or None, overrides of the run under test)."""
+  common = [f'--config.train.num_steps={steps}', '--config.train.log_every_steps=1',
+            f'--config.train.eval_every_steps={EVAL_EVERY}',
+            f'--config.ckpt.every_steps={SAVE_EVERY}']
+  if kind == 'pretrain':
+    return None, PRETRAIN + common
+  data = os.path.join(base, 'data')
+  for split in ('train', 'eval'):
+    _regression_file(TOPICS.format(split), os.path.join(data, f'{split}.tsv'))
+  init = None if init_from else PRETRAIN + [
+      '--config.train.num_steps=2', '--config.ckpt.every_steps=2',
+      '--config.train.eval_every_steps=0',
+      f'--workdir={os.path.join(base, "init")}']
+  return init, FINETUNE + common + [
+      f'--config.init_from={init_from or os.path.join(base, "init")}',
+      f'--config.data.train_file={os.path.join(data, "train.tsv")}',
+      f'--config.data.eval_file={os.path.join(data, "eval.tsv")}']
+
+
+def _regression_file(src: str, dst: str) -> None:
+  """The topic fixture as regression (score = the topic's index): a tiny
+  model learns little in 16 steps, and a classifier stuck on one class
+  would never improve its best score, while Pearson's r moves at every
+  evaluation, so best/ is rewritten several times."""
+  with open(src, encoding='utf-8') as f:
+    rows = [line.rstrip('\n').split('\t') for line in f][1:]
+  topics = sorted({label for _, label in rows})
+  os.makedirs(os.path.dirname(dst), exist_ok=True)
+  with open(dst, 'w', encoding='utf-8') as f:
+    f.write('sentence\tscore\n')
+    f.writelines(f'{text}\t{topics.index(label)}\n' for text, label in rows)
+
+
+def plan(kind: str, kills: int, rng: random.Random,
+         phases: tuple[str, ...]) -> list[str]:
+  """KILLS phases, each of PHASES about equally often, in random order.
+
+  A startup kill is never first: its delay is measured on a launch with a
+  warm compilation cache, which the reference run is not.
+  """
+  del kind
+  out = [phases[i % len(phases)] for i in range(kills)]
+  rng.shuffle(out)
+  if out and out[0] == 'startup':
+    swap = next((i for i, p in enumerate(out) if p != 'startup'), 0)
+    out[0], out[swap] = out[swap], out[0]
+  return out
+
+
+def _save_steps(last: int) -> list[int]:
+  return sorted({s for s in range(SAVE_EVERY, last + 1, SAVE_EVERY)} | {last})
+
+
+def _eval_steps(last: int) -> list[int]:
+  return sorted({s for s in range(EVAL_EVERY, last + 1, EVAL_EVERY)} | {last})
+
+
+def target(phase: str, resume: int, floor: int, last: int,
+           best_steps: list[int], rng: random.Random, startup_s: float
+           ) -> tuple[str, Any]:
+  """(phase, target) for one kill after RESUME; the phase may change to one
+  that still has a target (no best/ write left after RESUME: eval).
+
+  Targets are among the first two of their kind at or after FLOOR (kill i of
+  N: step (i + 1) * LAST / (N + 1)) and after RESUME, so the kills spread over
+  the whole run, and the run gets there, committing checkpoints on the way.
+  """
+  floor = max(floor, resume + 1)
+
+  def soon(steps):
+    later = [s for s in steps if s > resume]
+    return rng.choice(([s for s in later if s >= floor] or later)[:2])
+  if phase == 'best':
+    if any(s > resume for s in best_steps):
+      return phase, soon(best_steps)
+    phase = 'eval'
+  if phase == 'startup':
+    return phase, round(rng.uniform(0.05, 0.95) * startup_s, 3)
+  if phase == 'save':
+    return phase, soon(_save_steps(last))
+  if phase == 'eval':
+    return phase, soon(_eval_steps(last))
+  busy = set(_save_steps(last)) | set(_eval_steps(last))
+  quiet = [s for s in range(floor, min(floor + 2 * SAVE_EVERY, last))
+           if s not in busy]
+  return 'train', rng.choice(quiet or list(range(resume + 1, last + 1)))
+
+
+def _fresh_base(base: str) -> None:
+  if os.path.isdir(base):
+    foreign = sorted(set(os.listdir(base)) - set(SUBDIRS))
+    if foreign:
+      raise SystemExit(f'--workdir={base} holds {foreign[:5]}, which this '
+                       'harness did not write; give it an empty or new folder.')
+    for name in SUBDIRS[:-2]:  # The compilation cache is kept.
+      shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+  os.makedirs(os.path.join(base, 'logs'), exist_ok=True)
+
+
+def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
+              phases: tuple[str, ...] | None = None, timeout: float = 600.0,
+              init_from: str = '', cache_dir: str = '', log=print
+              ) -> dict[str, Any]:
+  """Reference run, killed run, comparison; returns the summary (also in
+  BASE/summary.json). INIT_FROM: fine-tune from it instead of a fresh 2-step
+  pretraining run; CACHE_DIR: the compilation cache (BASE/jax_cache)."""
+  t0 = time.perf_counter()
+  base = os.path.abspath(base)
+  phases = tuple(phases or PHASES[kind])
+  bad = sorted(set(phases) - set(PHASES[kind]))
+  if bad:
+    raise SystemExit(f'--phases: {bad} not valid for --kind={kind}; choose '
+                     f'from {PHASES[kind]}.')
+  _fresh_base(base)
+  rng = random.Random(seed)
+  env = chaos_launch.launch_env(cache_dir or os.path.join(base, 'jax_cache'))
+  init, overrides = commands(kind, base, steps, init_from)
+  if init is not None:
+    chaos_launch.run_to_end(init, env, os.path.join(base, 'logs', 'init.log'),
+                            timeout)
+  ref_dir, run_dir = (os.path.join(base, d) for d in ('reference', 'killed'))
+  ref = chaos_launch.run_to_end(
+      overrides + [f'--workdir={ref_dir}'],
+      dict(env, **chaos_launch.pause_env(['eval', 'best'], seconds=0)),
+      os.path.join(base, 'logs', 'reference.log'), timeout)
+  best_steps = ref.pause_steps('best')
+  log(f'reference: {steps} steps in {ref.wall_s:.1f}s (first step after '
+      f'{ref.first_step_s:.1f}s); best/ written at steps {best_steps}')
+  cmd = overrides + [f'--workdir={run_dir}']
+  records, startup_s = [], ref.first_step_s
+  for i, phase in enumerate(plan(kind, kills, rng, phases)):
+    resume = chaos_compare.newest_committed(run_dir)
+    if resume >= steps:
+      log(f'kill {i + 1}: the run is already complete; stopping here.')
+      break
+    phase, aim = target(phase, resume, round((i + 1) * steps / (kills + 1)),
+                        steps, best_steps, rng, startup_s)
+    rec = chaos_launch.launch_and_kill(
+        cmd, env, os.path.join(base, 'logs', f'killed_{i + 1:02d}.log'),
+        phase, aim, run_dir, timeout)
+    rec.update(kill=i + 1, resume_before=resume,
+               committed_after=chaos_compare.newest_committed(run_dir),
+               left_behind=chaos_compare.leftovers(run_dir))
+    if rec['first_step_s'] is not None:  # The quickest launch seen: a warm one.
+      startup_s = min(startup_s, rec['first_step_s'])
+    records.append(rec)
+    log(f'kill {i + 1}: {phase} {aim} -> '
+        f'{"landed" if rec["landed"] else "MISSED"} ({rec["where"]}); '
+        f'last step logged {rec["last_step"]}, newest committed '
+        f'{rec["committed_after"]}, left {rec["left_behind"] or "nothing"}')
+    if rec['exit'] != 'killed':
+      break  # Finished (a kill that came too late) or crashed.
+  final = chaos_launch.run_to_end(cmd, env, os.path.join(base, 'logs',
+                                                         'killed_final.log'),
+                                  timeout, check=False)
+  summary = chaos_compare.summarize(kind, seed, kills, steps, cmd, records,
+                                    final, ref_dir, run_dir,
+                                    time.perf_counter() - t0)
+  chaos_compare.write_summary(os.path.join(base, 'summary.json'), summary)
+  log(chaos_compare.headline(summary))
+  return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+  p = argparse.ArgumentParser(
+      description=__doc__.split('\n\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+  p.add_argument('--kind', choices=sorted(PHASES), default='pretrain',
+                 help='pretrain (built-in corpus) or finetune '
+                      '(local_regression from a tiny pretraining run).')
+  p.add_argument('--kills', type=int, default=10,
+                 help='SIGKILLs of the run under test (default 10).')
+  p.add_argument('--seed', type=int, default=0,
+                 help='Draws the kill phases and targets (default 0).')
+  p.add_argument('--workdir', required=True,
+                 help='Base folder: init/, reference/, killed/, logs/, '
+                      'jax_cache/, summary.json. Emptied first (the cache '
+                      'is kept); refuses a folder with other files.')
+  p.add_argument('--steps', type=int, default=16,
+                 help=f'Training steps of the run (default 16; it saves '
+                      f'every {SAVE_EVERY} and evaluates every {EVAL_EVERY}).')
+  p.add_argument('--phases', default='',
+                 help='Comma-separated phases to aim at (default: all of the '
+                      'kind: ' + '; '.join(f'{k}: {",".join(v)}'
+                                           for k, v in PHASES.items()) + ').')
+  p.add_argument('--timeout', type=float, default=600.0,
+                 help='Seconds one launch may take (default 600).')
+  p.add_argument('--init_from', default='',
+                 help='finetune: start from this checkpoint directory instead '
+                      'of a fresh 2-step tiny pretraining run (WORKDIR/init).')
+  a = p.parse_args(argv)
+  logging.set_verbosity(logging.ERROR)  # orbax's INFO and WARNING lines.
+  if a.kills < 0 or a.steps < 2 * SAVE_EVERY:
+    p.error(f'--kills must be >= 0 and --steps >= {2 * SAVE_EVERY}.')
+  phases = tuple(filter(None, a.phases.split(','))) or None
+  summary = run_chaos(a.kind, a.kills, a.seed, a.workdir, a.steps, phases,
+                      a.timeout, os.path.abspath(a.init_from) if a.init_from else '')
+  return 0 if summary['ok'] else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())
