@@ -12,7 +12,7 @@ import experiments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # "About ten" modules a folder (docs/extending.md, "Where things go"):
-# benchmarks/ has ten, with benchmark_encode and benchmark_prepare coming.
+# benchmarks/ has ten; the corpus-scale ones are in benchmarks/corpus/
 MAX_MODULES = 12
 
 

@@ -14,7 +14,7 @@ per core, the ratio ours/peer, the speed-up of N workers over 1, peak RSS,
 padding, and the tokenizer's own single-thread speed on the same text (the
 ceiling). Check the machine is quiet first (`uptime`): only ratios count.
 
-    python -m experiments.benchmarks.benchmark_prepare --sizes 20,200 \\
+    python -m experiments.benchmarks.corpus.benchmark_prepare --sizes 20,200 \\
         --peer_python /tmp/venv-hf/bin/python --json /tmp/prepare_bench.json
 """
 

@@ -8,7 +8,7 @@ or Wikipedia pages rather than one-paragraph docstrings), in a different
 shuffled order per copy, until the file reaches `--mb`. BERT format: one
 sentence a line, a blank line between documents.
 
-    python -m experiments.benchmarks.prepare_corpus --mb 40 --out /tmp/c40.txt
+    python -m experiments.benchmarks.corpus.prepare_corpus --mb 40 --out /tmp/c40.txt
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Reads a prepared split (`prepare`'s output) the way training does: grain over
 at B=32, L=128 on this machine (`benchmark_step`'s bert_jax side, fp32) and
 reports the ratio: rows/s the loader delivers over rows/s the step consumes.
 
-    python -m experiments.benchmarks.benchmark_loader --prepared_dir DIR
+    python -m experiments.benchmarks.corpus.benchmark_loader --prepared_dir DIR
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ less work than `prepare`. Runs in its own virtualenv (`datasets` pins an
 fsspec that gcsfs here cannot share):
 
     python3 -m venv /tmp/venv-hf && /tmp/venv-hf/bin/pip install datasets tokenizers
-    /tmp/venv-hf/bin/python experiments/benchmarks/hf_datasets_peer.py \\
+    /tmp/venv-hf/bin/python experiments/benchmarks/corpus/hf_datasets_peer.py \\
         --corpus c.txt --vocab vocab.txt --num_proc 2 --cache_dir /tmp/hfc
 
 Prints one JSON line: seconds, blocks, tokens.
