@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from experiments.benchmarks import prepare_corpus
+from experiments.benchmarks.corpus import prepare_corpus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
