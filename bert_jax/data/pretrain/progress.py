@@ -37,11 +37,11 @@ class Progress:
   def line(self, now: float) -> str:
     mb, secs = self._bytes / 2**20, max(now - self._t0, 1e-9)
     rate = mb / secs
-    read = f'{mb:,.1f}'
+    read = f'{mb:,.2f}'
     eta = ''
     if self._total:
       total = self._total / 2**20
-      read += f' of {total:,.1f}'
+      read += f' of {total:,.2f}'
       if rate > 0 and self._done < self._units:
         eta = f', ETA {_clock((total - mb) / rate)}'
     return (f'prepare: {read} MiB read, units {self._done}/{self._units}, '
