@@ -11,6 +11,7 @@ the device except at log, eval and save steps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -155,9 +156,13 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   train_rng = jax.device_put(train_rng, sharding.replicated(mesh))
   state, shardings = step_lib.init_state(s.task, tx, mesh, rules, init_rng,
                                          s.init_params)
+  # The number of steps is an argument of the step: changing only
+  # train.num_steps reuses the persistent compilation cache's program.
   train_step, eval_step = step_lib.jit_steps(
       s.task, tx, schedule, mesh, rules, shardings, config.train.grad_accum_steps,
-      skip_nonfinite=config.train.get('nan_policy', 'stop') == 'skip')
+      skip_nonfinite=config.train.get('nan_policy', 'stop') == 'skip',
+      optimizer_for=functools.partial(optim_lib.make_optimizer, config.optim),
+      total_steps=s.num_steps)
   predict = None
   if s.task.eval_kind == 'predictions':
     predict = jax.jit(s.task.predict, in_shardings=(
