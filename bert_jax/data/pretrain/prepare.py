@@ -85,7 +85,8 @@ def prepare(corpus: str | Iterable[Sequence[str]],
     spec, docs = corpus, corpora.load_corpus(corpus, max_documents)
   else:
     spec, docs = '<documents>', corpus
-  train_docs, eval_docs = corpora.split_documents(docs, eval_fraction, seed)
+  train_docs, eval_docs = corpora.split_documents(
+      docs, eval_fraction, seed, field='--eval_fraction')
   splits = {'train': (train_docs, dupe_factor)}
   if eval_docs:
     splits['eval'] = (eval_docs, 1)
