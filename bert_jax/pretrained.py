@@ -11,7 +11,8 @@ Layout of a *pretrained directory* (written by ``convert from-hf`` and by
 
 A pretraining or fine-tuning *workdir* is also accepted wherever a checkpoint
 directory is: it holds ``model_config.json`` and ``tokenizer/`` at the top and
-the train state in ``checkpoints/<step>/state``; the latest step is read.
+the train state in ``checkpoints/<step>/state``; the newest complete step
+is read (``step_problem``: orbax's commit markers and the small JSON files).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 from typing import Any
 
+from absl import logging
 import flax.linen as nn
 import jax
 import numpy as np
@@ -35,6 +37,10 @@ PARAMS = 'params'
 TOKENIZER = 'tokenizer'
 CHECKPOINTS = 'checkpoints'
 TASK_METADATA = 'task.json'
+COMMIT_MARKER = 'commit_success.txt'   # Written by orbax just before the rename.
+# Small files that must parse as JSON in a good step (the arrays are checked
+# by restoring them).
+_JSON_FILES = ('_CHECKPOINT_METADATA', 'metadata/metadata', 'state/_METADATA')
 
 
 def save_model_config(directory: str, config: ModelConfig) -> None:
@@ -76,12 +82,38 @@ def save_pretrained(directory: str, params: Any, config: ModelConfig,
     ckptr.save(os.path.join(directory, PARAMS), params, force=True)
 
 
-def _latest_step_dir(directory: str) -> str | None:
+def step_problem(step_dir: str) -> str | None:
+  """Why STEP_DIR is not a committed checkpoint; None if it looks good.
+
+  Cheap checks only: markers and the small JSON files. A truncated array file
+  passes them and fails at restore, where ``restore_latest`` (and
+  ``load_params``) fall back too. The trainer's checkpointer
+  (``bert_jax.train.checkpoint``) judges its steps with this function.
+  """
+  if not storage.isdir(step_dir):
+    return 'it is missing'
+  for item in ('', 'state', 'metadata'):
+    if not storage.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
+      where = f'{item}/' if item else ''
+      return (f'{where}{COMMIT_MARKER} (the commit marker) is missing: the '
+              'save did not finish')
+  for name in _JSON_FILES:
+    try:
+      with storage.open_file(os.path.join(step_dir, name), 'rb') as f:
+        json.load(f)
+    except (OSError, ValueError) as e:
+      return f'{name} is unreadable ({type(e).__name__}: {e})'
+  return None
+
+
+def _step_dirs(directory: str) -> list[str]:
+  """The step folders of a workdir's checkpoints, newest first."""
   root = os.path.join(directory, CHECKPOINTS)
   if not storage.isdir(root):
-    return None
-  steps = [int(d) for d in storage.listdir(root) if d.isdigit()]
-  return os.path.join(root, str(max(steps))) if steps else None
+    return []
+  steps = sorted((int(d) for d in storage.listdir(root) if d.isdigit()),
+                 reverse=True)
+  return [os.path.join(root, str(s)) for s in steps]
 
 
 def restore_numpy(path: str) -> Any:
@@ -101,12 +133,31 @@ def load_params(directory: str) -> dict[str, Any]:
   params_dir = os.path.join(directory, PARAMS)
   if storage.isdir(params_dir):
     return _readable(restore_numpy, params_dir)
-  step_dir = _latest_step_dir(directory)
-  if step_dir is None:
+  step_dirs = _step_dirs(directory)
+  if not step_dirs:
     raise FileNotFoundError(
         f'No params in {directory!r}: expected {params_dir} or a step folder '
         f'under {os.path.join(directory, CHECKPOINTS)}.')
-  return _readable(restore_numpy, os.path.join(step_dir, 'state'))['params']
+  # The newest complete step, as a resumed run would restore: a step still
+  # being written (or cut short by a kill) is skipped, with a warning.
+  skipped = []
+  for step_dir in step_dirs:
+    problem = step_problem(step_dir)
+    if problem is None:
+      try:
+        params = _readable(restore_numpy, os.path.join(step_dir, 'state'))
+      except UserInputError as e:
+        problem = str(e)
+      else:
+        if skipped:
+          logging.warning('%s: read step %s; skipped newer incomplete '
+                          'steps: %s', directory, os.path.basename(step_dir),
+                          '; '.join(skipped))
+        return params['params']
+    skipped.append(f'{os.path.basename(step_dir)} ({problem})')
+  raise UserInputError(
+      f'No complete checkpoint in {os.path.join(directory, CHECKPOINTS)}: '
+      + '; '.join(skipped))
 
 
 def _readable(restore: Any, path: str) -> Any:

@@ -6,6 +6,7 @@ plumbing (data, the shared initial classifier, conversion, launch.py, the peer
 loop, the report), not speed.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -57,6 +58,8 @@ def test_benchmark_finetune_writes_the_report(tmp_path):
   for side in (ours, peer):
     assert 0 < side['train_s'] < side['total_s']
     assert 0.0 <= side['dev_accuracy'] <= 1.0
+  # The best checkpoint's write, closing and exit follow the last eval line.
+  assert 0 < ours['after_last_eval_s'] < ours['total_s']
   assert r['ratio_total'] == pytest.approx(ours['total_s'] / peer['total_s'])
   assert r['uptime_start'] and r['settings']['train'] == 32
   # One classifier draw for both sides (--head_init shared, the default):
@@ -64,3 +67,16 @@ def test_benchmark_finetune_writes_the_report(tmp_path):
   assert r['initial_model'] == str(tmp_path / 'work' / 'init_hf')
   with open(ours['log']) as f:
     assert 'start fresh' not in f.read()
+
+
+def test_after_last_eval_is_measured_to_the_process_exit():
+  spec = importlib.util.spec_from_file_location('benchmark_finetune', SCRIPT)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  # bert_jax prints nothing after its last evaluation line; it then writes
+  # the best checkpoint, closes and exits, which took 0.0 s by the lines.
+  lines = [(1.0, 'Training steps 1..4'), (2.0, 'First step (compile + run) '
+           'took 0.9s'), (3.0, 'step 2/4 | loss 1.0'), (4.5, 'eval step 4 [x]')]
+  phases = bench.jax_phases(lines, wall=6.0)
+  assert phases['after_last_eval_s'] == pytest.approx(1.5)
+  assert phases['train_s'] == pytest.approx(3.5)

@@ -33,7 +33,6 @@ from bert_jax.tasks import registry
 from bert_jax.configs import common
 
 TASKS = registry.FINETUNE_TASKS
-QA_TASKS = ('squad_v1', 'squad_v2', 'local_qa')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -45,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f'configs/finetune.py needs task=NAME; choose one of {TASKS}.')
   task = args['task']
   runlocal = bool(args.get('runlocal', False))
-  is_squad = task in QA_TASKS
+  is_squad = task in registry.QA_TASKS
 
   config = ml_collections.ConfigDict()
   config.task = task

@@ -128,14 +128,22 @@ class Trimmer:
 class LengthGroupedBatches:
   """Batch t of the training stream -> its global row indices, grouped by length.
 
-  As Hugging Face's ``group_by_length`` (``LengthGroupedSampler``): each epoch
-  is a new seeded permutation of the rows; the permutation is cut into groups
-  of GROUP_BATCHES batches, each group is sorted by length and cut into
-  batches, and the batches of the epoch are shuffled. Batches then hold rows
-  of similar length, so the bucket that fits their longest row wastes little,
-  while every row is still seen once per epoch in a random batch order. The
-  ``N % G`` rows left over by an epoch's permutation are that epoch's dropped
-  remainder (other rows each epoch).
+  As Hugging Face's ``group_by_length`` (``LengthGroupedSampler``), without
+  its dropped remainder: the rows are read as a stream of seeded
+  permutations, one per epoch, and epoch e's batches take the stream's rows
+  ``[floor(e N / G) G, floor((e+1) N / G) G)``: first the ``e N mod G`` rows
+  that epoch e-1's permutation left over (too few for a batch), then epoch
+  e's permutation up to its last full batch. So every row is trained on once
+  per epoch (a leftover row at the start of the next epoch, as the plain
+  shuffled loader's batches also run across epochs), and every batch keeps
+  G rows: the shapes stay one per bucket. An epoch has ``N // G`` or one
+  more batches. A row left over by epoch e-1 may come up again in epoch e
+  from e's own permutation, as at the seam of the plain loader's epochs.
+
+  Within an epoch the rows are cut into groups of GROUP_BATCHES batches, each
+  group is sorted by length and cut into batches, and the batches of the
+  epoch are shuffled. Batches then hold rows of similar length, so the bucket
+  that fits their longest row wastes little.
 
   A grain random-access source (``len`` = batches in NUM_EPOCHS epochs), so
   the loader's state stays an index and a restored run reads the same
@@ -145,42 +153,62 @@ class LengthGroupedBatches:
   def __init__(self, lengths_N: np.ndarray, global_batch_size: int, seed: int,
                group_batches: int, num_epochs: int | None = None):
     self.lengths_N = np.asarray(lengths_N)
-    self.G, self.seed = int(global_batch_size), int(seed)
+    self.N, self.G = len(self.lengths_N), int(global_batch_size)
+    self.seed = int(seed)
     self.group_batches = int(group_batches)
-    self.per_epoch = len(self.lengths_N) // self.G
+    self.per_epoch = self.N // self.G  # Batches of an epoch: this or one more.
     if self.per_epoch < 1 or self.group_batches < 1:
       raise ValueError(
-          f'{len(self.lengths_N)} rows make no batch of {self.G} (or '
+          f'{self.N} rows make no batch of {self.G} (or '
           f'group_batches={group_batches} < 1); lower the batch size.')
     # None = "forever": more epochs than any run takes, built lazily.
     self.num_epochs = num_epochs or 1_000_000
     self._cache: dict[int, np.ndarray] = {}
 
   def __len__(self) -> int:
-    return self.per_epoch * self.num_epochs
+    return self.first_batch(self.num_epochs)
+
+  def first_batch(self, e: int) -> int:
+    """The stream index of epoch E's first batch."""
+    return e * self.N // self.G
+
+  def _permutation(self, e: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, e]).permutation(self.N)
 
   def epoch(self, e: int) -> np.ndarray:
-    """[batches per epoch, G] global row indices of epoch E."""
+    """[batches of epoch E, G] global row indices of epoch E."""
     if e not in self._cache:
-      rng = np.random.default_rng([self.seed, e])
-      rows = rng.permutation(len(self.lengths_N))[:self.per_epoch * self.G]
+      lo, hi = self.first_batch(e) * self.G, self.first_batch(e + 1) * self.G
+      rows = self._permutation(e)[:hi - e * self.N]
+      if lo < e * self.N:  # The rows epoch e-1 left over come first.
+        rows = np.concatenate([self._permutation(e - 1)[lo - e * self.N:],
+                               rows])
       size = self.group_batches * self.G
       groups = []
       for start in range(0, len(rows), size):
         g = rows[start:start + size]
         # Longest first within a group; stable, so ties keep the shuffle.
         groups.append(g[np.argsort(-self.lengths_N[g], kind='stable')])
-      batches = np.concatenate(groups).reshape(self.per_epoch, self.G)
-      self._cache = {e: batches[rng.permutation(self.per_epoch)]}
+      batches = np.concatenate(groups).reshape(-1, self.G)
+      rng = np.random.default_rng([self.seed, e, 1])
+      self._cache = {e: batches[rng.permutation(len(batches))]}
     return self._cache[e]
 
   def __getitem__(self, t: int) -> np.ndarray:
-    e, b = divmod(int(t), self.per_epoch)
-    return self.epoch(e)[b]
+    t = int(t)
+    e = t * self.G // self.N  # Then first_batch(e) <= t < first_batch(e + 1).
+    while self.first_batch(e + 1) <= t:
+      e += 1
+    while self.first_batch(e) > t:
+      e -= 1
+    return self.epoch(e)[t - self.first_batch(e)]
 
   def __repr__(self) -> str:
+    # remainder=carried: not the stream of the versions that dropped it, so
+    # their loader states are refused rather than read differently.
     return (f'LengthGroupedBatches(G={self.G}, seed={self.seed}, '
-            f'group_batches={self.group_batches}, epochs={self.num_epochs})')
+            f'group_batches={self.group_batches}, epochs={self.num_epochs}, '
+            'remainder=carried)')
 
 
 def for_training(features: Mapping[str, np.ndarray],

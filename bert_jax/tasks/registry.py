@@ -47,6 +47,10 @@ TASKS: dict[str, TaskEntry] = {
 }
 NAMES = tuple(TASKS)
 FINETUNE_TASKS = tuple(n for n in NAMES if n != PRETRAINING)
+# Extractive QA (SQuAD-style windows: configs/finetune.py gives them longer
+# rows), read off the table: the tasks the QA module builds.
+QA_TASKS = tuple(n for n, e in TASKS.items()
+                 if e.builder.split(':')[0] == 'bert_jax.tasks.qa')
 
 
 def get(name: str) -> TaskEntry:

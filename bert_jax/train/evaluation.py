@@ -88,6 +88,24 @@ def sums_over(eval_step: Callable[..., Any], params: Any,
   return {k: float(sums[k] / max(norms[k], 1.0)) for k in sums}
 
 
+def predict_widths(features: Mapping[str, np.ndarray], batch_size: int,
+                   buckets: Sequence[int] | None,
+                   length_axes: Mapping[str, int] | None
+                   ) -> list[int | None]:
+  """The token widths ``predict_over`` cuts FEATURES' batches to, first met
+  first; ``[None]`` when it does not cut them (one full-length program)."""
+  axes = dict(length_axes or {})
+  if not (buckets and axes and 'attention_mask' in features):
+    return [None]
+  # The rows shortest first, as predict_over runs them.
+  lengths = np.sort(buckets_lib.row_lengths(features['attention_mask']))
+  seen: dict[int, None] = {}
+  for start in range(0, len(lengths), batch_size):
+    longest = int(lengths[start:start + batch_size].max())
+    seen.setdefault(buckets_lib.bucket_of(longest, tuple(buckets)), None)
+  return list(seen)
+
+
 def predict_over(predict_fn: Callable[..., Any], params: Any,
                  features: dict[str, np.ndarray], batch_size: int, mesh,
                  max_batches: int = 0, buckets: Sequence[int] | None = None,

@@ -6,9 +6,9 @@ to a local staging folder (metrics.jsonl first downloaded, so a resumed run
 continues it) and are uploaded whole by ``sync()``: at most every
 ``sync_secs`` from ``write``, at every checkpoint save and at ``close``. A
 killed run loses at most the lines since the last sync, which are those of
-steps it recomputes after resuming anyway. (tensorboardX's own ``gs://``
-writer needs google-cloud-storage and re-uploads the whole event file at
-every flush; staging works for every URI epath knows.)
+steps it recomputes after resuming anyway. (Staging works for every URI
+epath knows.) TensorBoard files come from ``bert_jax.train.event_file``, which
+needs neither TensorFlow nor torch.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import jax
 from absl import logging
 
 from bert_jax import storage
+from bert_jax.train import event_file
 
 
 def _plain(v: Any) -> Any:
@@ -58,8 +59,8 @@ class MetricsWriter:
   def _tensorboard(self):
     # Opened at the first write, so that a rewind's purge_step reaches it.
     if self._tb is None:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(self._tb_dir, purge_step=self._purge_step)
+      self._tb = event_file.EventFileWriter(self._tb_dir,
+                                            purge_step=self._purge_step)
     return self._tb
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
@@ -70,9 +71,10 @@ class MetricsWriter:
     with open(self._local_path, 'a') as f:
       f.write(json.dumps(record) + '\n')
     tb = self._tensorboard()
-    for k, v in record.items():
-      if k not in ('step', 'split') and isinstance(v, float) and math.isfinite(v):
-        tb.add_scalar(f'{split}/{k}', v, step)
+    tb.add_scalars(step, {
+        f'{split}/{k}': v for k, v in record.items()
+        if k not in ('step', 'split') and isinstance(v, float)
+        and math.isfinite(v)})
     tb.flush()
     if time.monotonic() - self._last_sync >= self._sync_secs:
       self.sync()

@@ -5,31 +5,55 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ('adamw', 'lamb')
 SCHEDULES = ('linear', 'cosine', 'constant')
 
 
-def learning_rate_schedule(optim: Any, total_steps: int) -> optax.Schedule:
-  """Linear warmup to optim.learning_rate, then linear/cosine decay to 0."""
+def learning_rate_schedule(optim: Any, total_steps: int | jax.Array
+                           ) -> optax.Schedule:
+  """Linear warmup to optim.learning_rate, then linear/cosine decay to 0.
+
+  TOTAL_STEPS may be a traced scalar: the trainer passes it to the jitted
+  step as an argument, so that the step's program (and its entry in the
+  persistent compilation cache) does not change with ``train.num_steps``.
+  The numbers are those of optax's ``join_schedules`` of a
+  ``linear_schedule`` warmup and a ``linear_schedule`` or
+  ``cosine_decay_schedule`` decay, which take their horizon as a Python int.
+  """
   lr, warmup = float(optim.learning_rate), int(optim.warmup_steps)
-  if optim.get('warmup_fraction') and not warmup:
-    warmup = int(round(float(optim.warmup_fraction) * total_steps))
-  warmup = min(warmup, total_steps)
-  decay_steps = max(total_steps - warmup, 1)
   if optim.schedule not in SCHEDULES:
     raise ValueError(f'optim.schedule={optim.schedule!r}; choose one of {SCHEDULES}.')
-  if optim.schedule == 'linear':
-    decay = optax.linear_schedule(lr, 0.0, decay_steps)
-  elif optim.schedule == 'cosine':
-    decay = optax.cosine_decay_schedule(lr, decay_steps)
+  # A Python int stays Python (no eager device ops); a traced one, jnp.
+  static = isinstance(total_steps, int)
+  if optim.get('warmup_fraction') and not warmup:
+    fraction = float(optim.warmup_fraction)
+    warmup = (int(round(fraction * total_steps)) if static
+              else jnp.round(fraction * total_steps).astype(jnp.int32))
+  if static:
+    warmup = min(warmup, total_steps)
+    decay_steps = max(total_steps - warmup, 1)
   else:
-    decay = optax.constant_schedule(lr)
-  if warmup == 0:
-    return decay
-  return optax.join_schedules(
-      [optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+    warmup = jnp.minimum(warmup, total_steps)
+    decay_steps = jnp.maximum(total_steps - warmup, 1)
+  kind = optim.schedule
+
+  def schedule(count):
+    count = jnp.asarray(count)
+    # Fraction of the decay done, in [0, 1] (float32).
+    done = jnp.clip(count - warmup, 0, decay_steps) / decay_steps
+    if kind == 'linear':
+      decay = lr * (1.0 - done)
+    elif kind == 'cosine':
+      decay = lr * 0.5 * (1.0 + jnp.cos(jnp.pi * done))
+    else:
+      decay = jnp.full(done.shape, lr, done.dtype)
+    warm = lr * jnp.clip(count, 0, warmup) / jnp.maximum(warmup, 1)
+    return jnp.where(count < warmup, warm, decay)
+
+  return schedule
 
 
 def decay_mask(params: Any) -> Any:
@@ -60,8 +84,13 @@ def lamb(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
       optax.scale_by_learning_rate(learning_rate))
 
 
-def make_optimizer(optim: Any, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Clip by global norm, then AdamW or LAMB with the schedule."""
+def make_optimizer(optim: Any, total_steps: int | jax.Array
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Clip by global norm, then AdamW or LAMB with the schedule.
+
+  TOTAL_STEPS may be traced (see ``learning_rate_schedule``); the optimizer
+  state's structure does not depend on it.
+  """
   if optim.name not in OPTIMIZERS:
     raise ValueError(f'optim.name={optim.name!r}; choose one of {OPTIMIZERS}.')
   schedule = learning_rate_schedule(optim, total_steps)

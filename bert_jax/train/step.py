@@ -100,15 +100,27 @@ def _split_micro(batch: dict[str, Array], k: int) -> dict[str, Array]:
 
 def make_train_step(task: Task, tx: optax.GradientTransformation,
                     schedule: Callable[[Array], Array], grad_accum_steps: int,
-                    skip_nonfinite: bool = False
-                    ) -> Callable[[TrainState, dict[str, Array], Array],
-                                  tuple[TrainState, dict[str, Array]]]:
+                    skip_nonfinite: bool = False,
+                    optimizer_for: Callable[[Array], tuple[Any, Any]] | None
+                    = None) -> Callable[..., tuple[TrainState, dict[str, Array]]]:
   """train_step(state, batch, base_rng) -> (state, metrics).
 
   With SKIP_NONFINITE (``train.nan_policy=skip``) a step whose update is not
   finite keeps the old params and optimizer state and reports
   ``metrics['skipped'] = 1``; the step counter still advances.
+
+  With OPTIMIZER_FOR (total_steps -> (tx, schedule), e.g.
+  ``optim.make_optimizer`` bound to the config) the step is
+  ``train_step(state, batch, base_rng, total_steps)`` and builds TX and
+  SCHEDULE from that traced argument: the run's length is then an input of
+  the program, not a constant in it (see ``jit_steps``).
   """
+  if optimizer_for is not None:
+    def train_step_until(state, batch, base_rng, total_steps):
+      tx_t, schedule_t = optimizer_for(total_steps)
+      return make_train_step(task, tx_t, schedule_t, grad_accum_steps,
+                             skip_nonfinite)(state, batch, base_rng)
+    return train_step_until
 
   def micro_loss(params, micro, rng, norms):
     sums = task.sums(params, micro, rng, True)
@@ -182,15 +194,59 @@ def make_eval_step(task: Task) -> Callable[..., tuple[dict, dict]]:
 
 
 def jit_steps(task: Task, tx, schedule, mesh, rules, state_sh,
-              grad_accum_steps: int = 1, skip_nonfinite: bool = False):
-  """The jitted (train_step, eval_step) with explicit shardings."""
+              grad_accum_steps: int = 1, skip_nonfinite: bool = False,
+              optimizer_for: Callable[[Array], tuple[Any, Any]] | None = None,
+              total_steps: int | None = None):
+  """The jitted (train_step, eval_step) with explicit shardings.
+
+  With OPTIMIZER_FOR and TOTAL_STEPS the train step takes the number of steps
+  (the learning-rate schedule's horizon) as an argument, bound here
+  (``StepsBound``): runs that differ only in ``train.num_steps`` lower to the
+  same program and so share the persistent compilation cache's entry.
+  """
   batch_sh = sharding.batch_sharding(mesh)
   repl = sharding.replicated(mesh)
+  evaluate = jax.jit(make_eval_step(task),
+                     in_shardings=(state_sh.params, batch_sh, repl),
+                     out_shardings=(repl, repl))
+  if optimizer_for is not None and total_steps is not None:
+    jitted = jax.jit(make_train_step(task, tx, schedule, grad_accum_steps,
+                                     skip_nonfinite, optimizer_for),
+                     in_shardings=(state_sh, batch_sh, repl, repl),
+                     out_shardings=(state_sh, repl), donate_argnums=0)
+    total = jax.device_put(jnp.asarray(total_steps, jnp.int32), repl)
+    return StepsBound(jitted, total), evaluate
   train = jax.jit(make_train_step(task, tx, schedule, grad_accum_steps,
                                   skip_nonfinite),
                   in_shardings=(state_sh, batch_sh, repl),
                   out_shardings=(state_sh, repl), donate_argnums=0)
-  evaluate = jax.jit(make_eval_step(task),
-                     in_shardings=(state_sh.params, batch_sh, repl),
-                     out_shardings=(repl, repl))
   return train, evaluate
+
+
+class StepsBound:
+  """``train_step(state, batch, rng)`` of a jitted step that also takes the
+  run's total steps: calls and ``lower``s it with TOTAL bound."""
+
+  def __init__(self, jitted: Any, total: Array):
+    self.jitted, self.total = jitted, total
+
+  def __call__(self, state, batch, rng):
+    return self.jitted(state, batch, rng, self.total)
+
+  def lower(self, state, batch, rng):
+    return _BoundLowered(self.jitted.lower(state, batch, rng, self.total),
+                         self.total)
+
+
+class _BoundLowered:
+  """A lowered ``StepsBound``: its compiled program is called as the step."""
+
+  def __init__(self, lowered: Any, total: Array):
+    self.lowered, self.total = lowered, total
+
+  def __getattr__(self, name: str) -> Any:  # as_text, cost_analysis, ...
+    return getattr(self.lowered, name)
+
+  def compile(self, *args, **kwargs) -> Any:
+    compiled, total = self.lowered.compile(*args, **kwargs), self.total
+    return lambda state, batch, rng: compiled(state, batch, rng, total)

@@ -11,6 +11,7 @@ the device except at log, eval and save steps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -155,9 +156,13 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
   train_rng = jax.device_put(train_rng, sharding.replicated(mesh))
   state, shardings = step_lib.init_state(s.task, tx, mesh, rules, init_rng,
                                          s.init_params)
+  # The number of steps is an argument of the step: changing only
+  # train.num_steps reuses the persistent compilation cache's program.
   train_step, eval_step = step_lib.jit_steps(
       s.task, tx, schedule, mesh, rules, shardings, config.train.grad_accum_steps,
-      skip_nonfinite=config.train.get('nan_policy', 'stop') == 'skip')
+      skip_nonfinite=config.train.get('nan_policy', 'stop') == 'skip',
+      optimizer_for=functools.partial(optim_lib.make_optimizer, config.optim),
+      total_steps=s.num_steps)
   predict = None
   if s.task.eval_kind == 'predictions':
     predict = jax.jit(s.task.predict, in_shardings=(
@@ -213,6 +218,17 @@ def build_run(config: Any, workdir: str, s: setup_lib.RunSetup, mesh, rules
     metrics_writer.log_line(
         f'Train step: compiling lengths {widths} ahead, {threads} at a time, '
         'in the background.')
+  if threads > 0 and r.predict is not None and r.evaluator.enabled:
+    compiler = getattr(r.train_step, 'compiler', None) or precompile.Compiler(
+        mesh, rules, threads)
+    r.predict, widths = precompile.prediction_programs(
+        r.predict, r.state.params, s.task.eval_features(),
+        config.train.global_batch_size, r.length_buckets,
+        s.task.length_axes(), compiler)
+    metrics_writer.log_line(
+        f'Predict: compiling {len(r.predict)} program(s) ahead (lengths '
+        f'{[w or config.data.max_seq_length for w in widths]}), after the '
+        'train step\'s.')
   return r
 
 
@@ -307,8 +323,9 @@ def train_loop(r: Run) -> dict[str, Any]:
           metrics_writer.log_line(f'Stopped by SIGTERM at step {step}; checkpoint saved.')
           break
     finally:
-      if isinstance(r.train_step, precompile.BucketPrograms):
-        r.train_step.close()
+      for programs in (r.train_step, r.predict):
+        if isinstance(programs, precompile.AheadPrograms):
+          programs.close()
       r.evaluator.close()  # The best checkpoint is on disk before results.
       r.ckpt.close()
       r.writer.close()

@@ -101,8 +101,10 @@ def _check_run(cmd: list[str], what: str) -> None:
     raise SystemExit(f'{what} failed:\n{done.stdout}\n{done.stderr}')
 
 
-def jax_phases(lines: list) -> dict[str, float | None]:
-  """Where bert_jax's time went, from the arrival times of its log lines."""
+def jax_phases(lines: list, wall: float) -> dict[str, float | None]:
+  """Where bert_jax's time went, from the arrival times of its log lines and
+  WALL, the time its process exited (after its last line: the best
+  checkpoint's write, closing, the results file, interpreter exit)."""
   def first(rx):
     return next((t for t, l in lines if rx.search(l)), None)
   start, first_step = first(TRAIN_START), None
@@ -116,7 +118,7 @@ def jax_phases(lines: list) -> dict[str, float | None]:
           'first_step_done_s': first_step,
           'train_s': (end - start) if start is not None and end is not None
                      else None,
-          'after_last_eval_s': None if end is None else lines[-1][0] - end}
+          'after_last_eval_s': None if end is None else wall - end}
 
 
 def main(argv=None) -> dict:
@@ -188,7 +190,7 @@ def main(argv=None) -> dict:
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     results = json.load(f)
   buckets = results.get('length_buckets', {})
-  ours = {'side': 'bert_jax', 'total_s': wall, **jax_phases(lines),
+  ours = {'side': 'bert_jax', 'total_s': wall, **jax_phases(lines, wall),
           'steps': results['step'],
           'dev_accuracy': results['eval']['splits']['validation']['accuracy'],
           'length_buckets': buckets.get('buckets'),

@@ -99,3 +99,23 @@ def test_processes_agree_on_shapes():
     np.testing.assert_array_equal(np.concatenate([a['label'], b['label']]), w['label'])
   for it in (whole, *parts):
     it.close()
+
+
+def test_every_row_once_per_epoch_with_a_remainder():
+  # 203 rows, batches of 16: 11 rows left over by each epoch's permutation.
+  _, lengths = _features()
+  N, G, E = len(lengths), 16, 16  # 16 epochs: 203 * 16 rows fill 203 batches.
+  order = lb.LengthGroupedBatches(lengths, G, 0, group_batches=4, num_epochs=E)
+  assert len(order) == N * E // G == 203
+  batches = [order[t] for t in range(len(order))]
+  assert {b.shape for b in batches} == {(G,)}  # Every batch full: no new shapes.
+  counts = np.bincount(np.concatenate(batches), minlength=N)
+  assert (counts == E).all()  # Nothing dropped: each row once per epoch.
+  for e in range(E):  # N // G or one more batches an epoch.
+    assert order.first_batch(e + 1) - order.first_batch(e) in (N // G, N // G + 1)
+  # A leftover row of epoch 0 is trained on at the start of epoch 1.
+  first = set(np.concatenate(batches[:order.first_batch(1)]).tolist())
+  left = set(range(N)) - first
+  assert len(left) == N % G
+  assert left <= set(np.concatenate(batches[order.first_batch(1):
+                                            order.first_batch(2)]).tolist())

@@ -398,3 +398,16 @@ def test_missing_files_and_bad_lengths(tok, tmp_path):
   assert task.dummy_batch(2)['input_ids'].shape == (2, SEQ)
   with pytest.raises(ValueError, match='no training examples'):
     task.train_features()
+
+
+def test_qa_tasks_come_from_the_one_task_table():
+  """configs/finetune.py keeps no list of its own: a QA task added to the
+  registry gets the QA defaults (SQuAD-length rows) with no second edit."""
+  assert registry.QA_TASKS == ('squad_v1', 'squad_v2', 'local_qa')
+  assert all(registry.TASKS[n].resolve('builder').__module__ == qa.__name__
+             for n in registry.QA_TASKS)
+  assert not hasattr(finetune, 'QA_TASKS')
+  for name in registry.FINETUNE_TASKS:
+    qa_task = name in registry.QA_TASKS
+    assert finetune.get_config(f'task={name}').data.max_seq_length == (
+        384 if qa_task else 128), name

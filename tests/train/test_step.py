@@ -1,7 +1,10 @@
 """The jitted step: mesh shape and gradient accumulation never change the math."""
 
+import functools
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import types
 
 import ml_collections
@@ -138,3 +141,29 @@ def test_mesh_sizes_are_validated():
     sharding.mesh_shape({'data': -1, 'fsdp': 3, 'tensor': 1}, 8)
   with pytest.raises(ValueError, match='has 4 devices but 8'):
     sharding.mesh_shape({'data': 2, 'fsdp': 2, 'tensor': 1}, 8)
+
+
+def test_number_of_steps_is_an_input_of_the_train_step():
+  """Runs differing only in train.num_steps share one compiled program (and
+  so the persistent compilation cache's entry); the schedule still ends at
+  each run's own last step."""
+  task = _task(objective='mlm')
+  mesh = sharding.make_mesh({'data': -1, 'fsdp': 1, 'tensor': 1})
+  cfg = common.optim_group(learning_rate=1.0, warmup_steps=0)
+  texts, rates = [], []
+  for total in (10, 1000):
+    tx, schedule = optim.make_optimizer(cfg, total)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.DEFAULT_RULES):
+      state, sh = step_lib.init_state(task, tx, mesh, sharding.DEFAULT_RULES,
+                                      jax.random.key(0))
+      train_step, _ = step_lib.jit_steps(
+          task, tx, schedule, mesh, sharding.DEFAULT_RULES, sh,
+          optimizer_for=functools.partial(optim.make_optimizer, cfg),
+          total_steps=total)
+      batch = sharding.shard_batch(_batch(0), mesh)
+      texts.append(train_step.lower(state, batch, jax.random.key(1)).as_text())
+      state = state.replace(step=jnp.full_like(state.step, 5))
+      _, m = train_step(state, batch, jax.random.key(1))
+      rates.append(float(m['learning_rate']))
+  assert texts[0] == texts[1]
+  assert rates == [pytest.approx(0.5), pytest.approx(0.995)]

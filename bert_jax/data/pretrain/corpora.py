@@ -168,7 +168,8 @@ def load_corpus(spec: str = 'builtin',
 
 def split_documents(
     docs: Iterable[Sequence[str]], eval_fraction: float,
-    seed: int = 0) -> tuple[list[list[str]], list[list[str]]]:
+    seed: int = 0, field: str | None = 'eval_fraction'
+) -> tuple[list[list[str]], list[list[str]]]:
   """Holds out documents for evaluation, stably.
 
   A document goes to eval when a hash of its text and the seed falls below
@@ -179,9 +180,17 @@ def split_documents(
     docs: Documents (lists of sentences).
     eval_fraction: Expected fraction held out, in [0, 1).
     seed: Changes which documents are held out.
+    field: How the caller names EVAL_FRACTION, for the error below; None
+      skips the check (a part of a corpus, such as a prepare work unit, may
+      hold out nothing: the caller checks the whole).
 
   Returns:
     (train documents, eval documents), each in input order.
+
+  Raises:
+    UserInputError: EVAL_FRACTION > 0 held out no document (a fraction too
+      small for the corpus): evaluation was asked for and would silently not
+      happen. 0 asks for none.
   """
   if not 0.0 <= eval_fraction < 1.0:
     raise ValueError(f'eval_fraction must be in [0, 1), got {eval_fraction}')
@@ -192,6 +201,13 @@ def split_documents(
     ).digest()
     u = int.from_bytes(digest, 'little') / 2.0**64
     (held_out if u < eval_fraction else train).append(list(doc))
+  if field is not None and eval_fraction > 0 and train and not held_out:
+    n = len(train)
+    raise UserInputError(
+        f'{field}={eval_fraction} held out none of the {n} documents '
+        f'(expected {eval_fraction * n:.2f}), so there would be no '
+        f'evaluation: raise it (to {min(3 / max(n, 1), 0.5):.3g} or more for '
+        'about 3 documents) or set it to 0 to train without one.')
   return train, held_out
 
 

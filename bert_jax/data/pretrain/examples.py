@@ -46,12 +46,12 @@ from typing import Any
 import numpy as np
 
 from bert_jax.data.pretrain import objectives
+# Word index of [CLS], [SEP] and padding: the tokenizers' own, so word_ids
+# from encode_batch and from these examples agree.
+from bert_jax.text.base import NO_WORD
 
 FEATURES = ('input_ids', 'token_type_ids', 'attention_mask', 'word_ids',
             'nsp_label')
-# Word index of [CLS], [SEP] and padding.
-NO_WORD = -1
-
 # One sentence, tokenized: (ids, word index of each id, 0-based in sentence).
 Sentence = tuple[list[int], list[int]]
 

@@ -123,7 +123,8 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
         docs, corpora.read_sentence_list(data.exclude_sentences))
     logging.info('data.exclude_sentences=%s: removed %d corpus sentences.',
                  data.exclude_sentences, excluded)
-  train_docs, eval_docs = corpora.split_documents(docs, data.eval_fraction, seed)
+  train_docs, eval_docs = corpora.split_documents(
+      docs, data.eval_fraction, seed, field='data.eval_fraction')
   if not train_docs:
     raise UserInputError(
         f'data.corpus={data.corpus!r} gave no training documents ({len(docs)} '
@@ -131,9 +132,9 @@ def build(data: Any, workdir: str, seed: int, tokenizer_path: str = ''
   tok = _tokenizer(data, workdir, train_docs, tokenizer_path)
   train = _examples(train_docs, tok, data, seed, data.dupe_factor)
   ev = _examples(eval_docs, tok, data, seed + 1, 1) if eval_docs else None
-  if ev is None:
-    logging.warning('No held-out documents (data.eval_fraction=%s): no '
-                    'evaluation during pretraining.', data.eval_fraction)
+  if ev is None:  # eval_fraction=0 (one that holds out nothing is an error).
+    logging.info('No held-out documents (data.eval_fraction=%s): no '
+                 'evaluation during pretraining.', data.eval_fraction)
   stats = {
       'documents': len(docs), 'eval_documents': len(eval_docs),
       'excluded_sentences': excluded,

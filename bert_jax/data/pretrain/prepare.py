@@ -248,6 +248,14 @@ def _meta(settings, tokenizer, markers, plan) -> dict[str, Any]:
         f'({meta["documents"]} documents with text, {meta["long_lines"]} '
         'over-long lines skipped): expected sentences, one a line, documents '
         'separated by blank lines')
+  if settings['eval_fraction'] > 0 and not meta['splits'].get(
+      'eval', {}).get('num_rows'):
+    n = meta['splits']['train']['num_documents']
+    raise UserInputError(
+        f'--eval_fraction={settings["eval_fraction"]} held out none of the {n} '
+        'documents, so there would be no evaluation split: raise it (to '
+        f'{min(3 / max(n, 1), 0.5):.3g} or more for about 3 documents) or set '
+        'it to 0')
   return meta
 
 

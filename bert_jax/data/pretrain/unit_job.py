@@ -83,8 +83,9 @@ def run_unit(job: dict[str, Any]) -> dict[str, Any]:
   docs = list(units_lib.read_documents(
       job['unit'], stats, invalid_utf8=s['invalid_utf8'],
       max_line_bytes=s['max_line_bytes']))
-  train_docs, eval_docs = corpora.split_documents(docs, s['eval_fraction'],
-                                                  s['seed'])
+  # Per unit, holding out nothing is fine: prepare checks the whole corpus.
+  train_docs, eval_docs = corpora.split_documents(
+      docs, s['eval_fraction'], s['seed'], field=None)
   del docs
   splits = {'train': (train_docs, s['dupe_factor'])}
   if s['eval_fraction'] > 0:

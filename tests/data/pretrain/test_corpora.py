@@ -6,6 +6,9 @@ import time
 import pytest
 
 from bert_jax.data.pretrain import corpora
+from bert_jax.data.pretrain import inputs as pretrain_inputs
+from bert_jax.errors import UserInputError
+from configs import pretrain as pretrain_config
 
 
 def test_split_sentences_prose_code_and_fragments():
@@ -118,6 +121,23 @@ def test_split_documents_is_stable_and_disjoint(tiny_corpus_path):
   assert corpora.split_documents(docs, 0.0) == (docs, [])
   with pytest.raises(ValueError, match='eval_fraction'):
     corpora.split_documents(docs, 1.0)
+
+
+def test_an_eval_fraction_that_holds_out_nothing_is_an_error(tiny_corpus_path,
+                                                            tmp_path):
+  docs = list(corpora.load_corpus(tiny_corpus_path))
+  with pytest.raises(UserInputError, match=r'^eval_fraction=1e-06 held out '
+                     r'none of the 24 documents .* 0\.125 or more'):
+    corpora.split_documents(docs, 1e-6)
+  # The run's own field, before any tokenizer is trained.
+  data = pretrain_config.get_config('size=tiny,runlocal').data
+  data.update(corpus=tiny_corpus_path, eval_fraction=1e-6)
+  with pytest.raises(UserInputError, match=r'data\.eval_fraction=1e-06 held '
+                     'out none'):
+    pretrain_inputs.build(data, str(tmp_path / 'w'), seed=0)
+  assert not os.path.exists(tmp_path / 'w' / 'tokenizer')
+  # 0 asks for no evaluation: no error.
+  assert corpora.split_documents(docs, 0.0)[1] == []
 
 
 def test_fixture_is_in_bert_format(tiny_corpus_path):

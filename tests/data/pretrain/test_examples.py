@@ -161,3 +161,17 @@ def test_builtin_corpus_with_real_vocab_pads_little(real_vocab_path):
   assert len(ex['input_ids']) > 3000
   # Measured figures are in docs/pretraining.md; guard against regressions.
   assert pretraining.padding_fraction(ex) < 0.2
+
+
+def test_no_word_is_defined_once():
+  """The word index of specials and padding is the tokenizers' constant."""
+  import os  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  from bert_jax.text import base as text_base  # pylint: disable=g-import-not-at-top
+  assert pretraining.NO_WORD is text_base.NO_WORD
+  root = os.path.dirname(os.path.dirname(text_base.__file__))
+  defined = [os.path.relpath(os.path.join(d, f), root)
+             for d, _, files in os.walk(root) for f in files
+             if f.endswith('.py') and re.search(
+                 r'^NO_WORD\s*=', open(os.path.join(d, f)).read(), re.M)]
+  assert defined == [os.path.join('text', 'base.py')]
