@@ -82,3 +82,12 @@ def test_bad_flag_values(tmp_path, real_vocab_path, capsys):
   err = _fails(capsys, corpus, real_vocab_path, tmp_path / 'b',
                '--max_examples_per_row', '0')
   assert '1 = no packing' in err
+
+
+def test_an_eval_fraction_that_holds_out_nothing(tmp_path, real_vocab_path,
+                                                 capsys):
+  corpus = tmp_path / 'good.txt'
+  corpus.write_text(GOOD)
+  err = _fails(capsys, corpus, real_vocab_path, tmp_path / 'a',
+               '--eval_fraction', '1e-6')
+  assert '--eval_fraction=1e-06 held out none of the 2 documents' in err
