@@ -38,6 +38,13 @@ _HEADING = re.compile(r'^(#{1,6})\s+(.*)$', re.M)
 # A section heading that announces figures: "Measured", or a date in brackets.
 _RESULTS_HEADING = re.compile(r'measured|\(\d{4}-\d{2}-\d{2}', re.I)
 UNKNOWN = 'unknown'
+_FENCE = re.compile(r'^```.*?^```', re.S | re.M)
+
+
+def _prose(text: str) -> str:
+  """TEXT with fenced code blocks blanked (line numbers kept): a marker
+  shown as an example in a code block is not a marker."""
+  return _FENCE.sub(lambda m: '\n' * m.group(0).count('\n'), text)
 
 
 @dataclasses.dataclass
@@ -84,7 +91,7 @@ def markers(root: str, files: list[str] | None = None) -> list[Marker]:
     path = os.path.join(root, rel)
     if not os.path.exists(path):
       continue
-    text = open(path, encoding='utf-8').read()
+    text = _prose(open(path, encoding='utf-8').read())
     for m in MARKER.finditer(text):
       line = text.count('\n', 0, m.start()) + 1
       try:
@@ -106,7 +113,7 @@ def unmarked_sections(root: str, files: list[str] | None = None) -> list[tuple[s
     path = os.path.join(root, rel)
     if not os.path.exists(path):
       continue
-    text = open(path, encoding='utf-8').read()
+    text = _prose(open(path, encoding='utf-8').read())
     heads = list(_HEADING.finditer(text))
     for i, h in enumerate(heads):
       body = text[h.end():heads[i + 1].start() if i + 1 < len(heads) else len(text)]

@@ -81,6 +81,11 @@ def test_unknown_and_bad_commits_and_unmarked_sections(repo, capsys):
   assert 'unmarked     docs/results.md:10  Speed, measured' in capsys.readouterr().out
 
 
+def test_a_marker_in_a_code_block_is_an_example(repo):
+  (repo / 'docs' / 'x.md').write_text('```\n<!-- measured: commit=abc code="x" -->\n```\n')
+  assert stale.markers(str(repo)) == []
+
+
 def test_a_bad_marker_names_its_line(repo, capsys):
   (repo / 'docs' / 'x.md').write_text('\n<!-- measured: commit -->\n')
   assert stale.main(['--root', str(repo)]) == 2
