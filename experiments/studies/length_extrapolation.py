@@ -17,8 +17,8 @@ EVAL_LENGTHS, with 15% of each row's tokens masked.
       --root runs/length_extrapolation --seeds 3 --workers 2
   python -m bert_jax.lab.study_report runs/length_extrapolation
 
-Sized for <= 30 min on the 2-core CPU with --workers 2 (12 pretraining runs,
-30 evaluations).
+Meant to fit 30 min on a quiet 2-core CPU with --workers 2 (12 pretraining
+runs, 30 evaluations; learned has none past 64); not yet timed.
 """
 
 from typing import Any

@@ -18,7 +18,8 @@ applies (tests/lab/test_findings_studies.py checks the logged learning rate).
       --root runs/ln_warmup --seeds 3 --workers 2
   python -m bert_jax.lab.study_report runs/ln_warmup
 
-Sized for <= 30 min on the 2-core CPU with --workers 2 (24 runs of ~1-2 min).
+Meant to fit 30 min on a quiet 2-core CPU with --workers 2 (24 runs, an
+estimated 1-2 min each); not yet timed.
 """
 
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 BASE = 'configs/pretrain.py:size=tiny,runlocal,objective=mlm'
 SEEDS = 3
 SUITE = []                                  # Pretraining only: held-out MLM loss.
-WARMUP_STEPS = 30                           # 10% of the steps, as BERT's 10k of 100k... of 1M.
+WARMUP_STEPS = 30                           # 10% of the 300 steps (BERT: 10k of 1M).
 LEARNING_RATES = (5e-4, 2e-3)
 
 PRETRAIN = {
