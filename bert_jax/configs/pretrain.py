@@ -66,6 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task = 'pretraining'
   config.seed = 0                       # Params init, data order and masking.
   config.init_from = ''                 # Optional bert_jax checkpoint dir to start from.
+  # Evaluate init_from on the held-out documents, no training: at another
+  # data.max_seq_length than it was trained at, a length-extrapolation test.
+  config.eval_only = False
 
   config.model = common.model_group(size)
 

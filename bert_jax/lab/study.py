@@ -19,7 +19,17 @@ A study file (experiments/studies/*.py) names:
   written to ``ROOT/data/NAME/``) or local files in its overrides
   (``data.train_file``, ``data.eval_file``), or a TFDS task (``task=sst2``);
 * ``SEEDS`` (default 1; ``--seeds`` overrides it) and ``REFERENCE`` (the
-  variant whose architecture the random-init row has; default the first).
+  variant whose architecture the random-init row has; default the first);
+* ``EVAL_LENGTHS`` (optional), e.g. ``(64, 128, 256)``: every pretrained
+  checkpoint is evaluated (``eval_only``, no training) on its held-out
+  documents at each of these ``data.max_seq_length`` values, in
+  ``ROOT/eval_length/L<N>/`` (same trial names); ``EVAL_MASK_RATE`` (default
+  0.15) sizes ``data.max_predictions_per_seq`` at each length. A length past
+  a variant's position table (learned or sinusoidal rows) is not run: the
+  report says n/a.
+
+``SUITE = []`` makes a pretraining-only study (held-out MLM metrics, and
+``EVAL_LENGTHS`` if given): no fine-tuning, no random-init floor.
 
 Layout: ``ROOT/pretrain/`` is a sweep root (``VARIANT.seedS``);
 ``ROOT/finetune/TASK/`` one per task, with a trial per pretrained checkpoint
@@ -51,7 +61,7 @@ from typing import Any
 
 from bert_jax.data.finetune import builtin_topics
 from bert_jax.data.pretrain import corpora
-from bert_jax.models.config import RUNTIME_FIELDS
+from bert_jax.models.config import RUNTIME_FIELDS, TABLE_POSITIONS
 from bert_jax.lab import study_report
 from bert_jax.lab import sweep
 from bert_jax.lab import trials as trials_lib
@@ -77,6 +87,8 @@ class Study:
   suite: list[Task]
   seeds: Any
   reference: str
+  eval_lengths: tuple[int, ...] = ()
+  eval_mask_rate: float = 0.15
 
 
 def _module(path: str):
@@ -111,9 +123,10 @@ def load(spec: str) -> Study:
                              f'{variants.path} ({", ".join(names)}).')
     variants.entries = [e for e, n in zip(variants.entries, names) if n in only]
   suite_raw = getattr(m, 'SUITE', None)
-  if not isinstance(suite_raw, (list, tuple)) or not suite_raw:
-    raise sweep.SweepError(f'{path}: SUITE must be a non-empty list of '
-                           "{'name': ..., 'base': 'configs/finetune.py:task=...'} dicts.")
+  if not isinstance(suite_raw, (list, tuple)):
+    raise sweep.SweepError(f'{path}: SUITE must be a list of '
+                           "{'name': ..., 'base': 'configs/finetune.py:task=...'} dicts "
+                           '([] for a pretraining-only study).')
   suite = []
   for i, t in enumerate(suite_raw):
     if not isinstance(t, dict) or not t.get('name') or not t.get('base'):
@@ -131,8 +144,17 @@ def load(spec: str) -> Study:
   if len({t.name for t in suite}) != len(suite):
     raise sweep.SweepError(f'{path}: two SUITE tasks share a name.')
   first = sweep.named_entries(variants.entries, variants.path)[0][0]
+  lengths = tuple(getattr(m, 'EVAL_LENGTHS', ()) or ())
+  if any(not isinstance(n, int) or n < 8 for n in lengths) or len(set(lengths)) != len(lengths):
+    raise sweep.SweepError(f'{path}: EVAL_LENGTHS must be distinct integers >= 8, '
+                           f'got {lengths!r}.')
+  rate = float(getattr(m, 'EVAL_MASK_RATE', 0.15))
+  if not 0 < rate < 1:
+    raise sweep.SweepError(f'{path}: EVAL_MASK_RATE must be in (0, 1), got {rate}.')
   return Study(path, variants, dict(getattr(m, 'PRETRAIN', {})), suite,
-               getattr(m, 'SEEDS', None), getattr(m, 'REFERENCE', first))
+               getattr(m, 'SEEDS', None), getattr(m, 'REFERENCE', first),
+               lengths, rate)
+
 
 
 # --- Data and held-out text ---------------------------------------------------
@@ -254,6 +276,33 @@ def finetune_trials(study: Study, task: Task, overrides: dict[str, Any],
   return out
 
 
+EVAL_LENGTH = 'eval_length'
+
+
+def length_trials(study: Study, pretrained: list[trials_lib.Trial], pretrain_root: str
+                  ) -> tuple[dict[int, list[trials_lib.Trial]], dict[int, list[str]]]:
+  """Per length: one eval_only trial per finished pretraining trial, with its
+  own overrides (same corpus, seed, held-out documents) but the length; and
+  the trials whose position table cannot encode the length (n/a)."""
+  runs, na = {}, {}
+  for n in study.eval_lengths:
+    runs[n], na[n] = [], []
+    for p in pretrained:
+      pdir = os.path.join(pretrain_root, p.name)
+      with open(os.path.join(pdir, 'model_config.json')) as f:
+        saved = json.load(f)
+      if (saved.get('position_embedding') in TABLE_POSITIONS
+          and n > int(saved.get('max_position_embeddings', 0))):
+        na[n].append(p.name)
+        continue
+      runs[n].append(trials_lib.Trial(p.name, p.entry, p.seed, p.base, {
+          **p.overrides, 'init_from': pdir, 'eval_only': True,
+          'data.max_seq_length': n,
+          'data.max_predictions_per_seq': max(1, int(round(study.eval_mask_rate * n)))},
+          p.common))
+  return runs, na
+
+
 # --- Command line -------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(os.path.join(root, 'data'), exist_ok=True)
     trials_lib.write_json(os.path.join(root, 'study.json'), {
         'study': study.path, 'suite': [t.name for t in study.suite],
-        'reference': study.reference, 'heldout': notes})
+        'reference': study.reference, 'heldout': notes,
+        'eval_lengths': list(study.eval_lengths)})
     path = os.path.join(root, HELDOUT)
     text = ''.join(s + '\n' for s in sentences)
     if not os.path.exists(path) or open(path, encoding='utf-8').read() != text:
@@ -303,10 +353,23 @@ def main(argv: list[str] | None = None) -> int:
                      entries)
   done = [t for t in ptrials if trials_lib.is_finished(pretrain_root, t)]
   if args.dry_run:
+    if study.eval_lengths:
+      print(f'# then each pretrained checkpoint evaluated at lengths '
+            f'{", ".join(map(str, study.eval_lengths))} in ROOT/{EVAL_LENGTH}/L<N>')
     print(f'# then, per task of {", ".join(t.name for t in study.suite)}: one '
           f'fine-tuning trial per pretrained checkpoint (init_from) and '
           f'{RANDOM_INIT}.seedS per seed of {study.reference}, in ROOT/finetune/TASK')
     return rc
+  if study.eval_lengths:
+    runs, na = length_trials(study, done, pretrain_root)
+    for n in study.eval_lengths:
+      lroot = os.path.join(root, EVAL_LENGTH, f'L{n}')
+      os.makedirs(lroot, exist_ok=True)
+      trials_lib.write_json(os.path.join(lroot, 'not_applicable.json'), na[n])
+      print(f'length {n}: {len(runs[n])} evaluation(s) in {lroot}'
+            + (f'; n/a (position table too short): {", ".join(na[n])}' if na[n] else ''))
+      rc = sweep.execute(study.variants, runs[n], args, f'study-L{n}', lroot,
+                         entries) or rc
   for task in study.suite:
     task_root = os.path.join(root, 'finetune', task.name)
     ft = finetune_trials(study, task, overrides[task.name], done, pretrain_root,

@@ -76,11 +76,13 @@ def build(root: str) -> tuple[str, list[str]]:
     metric = report.choose_metric(rows, None) if rows else None
     per_task[task] = (metric, {g['name']: g for g in groups})
   names = [g['name'] for g in pgroups]
-  names += [RANDOM_INIT] + sorted({n for _, gs in per_task.values() for n in gs}
+  names += ([RANDOM_INIT] if per_task else []) + sorted({n for _, gs in per_task.values() for n in gs}
                                   - set(names) - {RANDOM_INIT})
   pre = {g['name']: g for g in pgroups}
   reference = meta.get('reference') or (names[0] if names else '')
   header = ['variant', 'overrides', f'pretrain {PRETRAIN_METRIC}']
+  if not per_task:  # A pretraining-only study: the held-out loss too.
+    header.append('pretrain mlm_loss')
   for task, (metric, _) in per_task.items():
     header += [f'{task} {metric}', f'{task} vs random init', f'{task} vs {reference}']
   lines = []
@@ -90,6 +92,8 @@ def build(root: str) -> tuple[str, list[str]]:
     cells = [name, '(random init: no pretraining)' if name == RANDOM_INIT else
              report.overrides_text(g['overrides']) if g else '–',
              '–' if g is None else _cell(g['summaries'].get(PRETRAIN_METRIC))]
+    if not per_task:
+      cells.append('–' if g is None else _cell(g['summaries'].get('mlm_loss')))
     for task, (metric, groups) in per_task.items():
       lower = report.default_lower(metric)
       s = groups.get(name, {}).get('summaries', {}).get(metric) if metric else None
@@ -121,9 +125,48 @@ def build(root: str) -> tuple[str, list[str]]:
     md += ['Pretrained rows that do not beat the random-init floor:', ''] + verdicts + ['']
   elif any(groups.get(RANDOM_INIT) for _, groups in per_task.values()):
     md += ['Every pretrained row with results beats the random-init floor.', '']
+  md += length_table(root, meta.get('eval_lengths') or [])
   for task, note in (meta.get('heldout') or {}).items():
     md.append(f'Held-out text of {task}: {note}.')
   return '\n'.join(md) + '\n', tasks
+
+
+def length_table(root: str, lengths: list[int]) -> list[str]:
+  """Markdown lines: held-out MLM loss per variant at each evaluation length
+  (ROOT/eval_length/L<N>), n/a where the position table is too short."""
+  if not lengths:
+    return []
+  cols, variants = {}, []
+  for n in lengths:
+    sub = os.path.join(root, 'eval_length', f'L{n}')
+    _, groups = _groups(sub)
+    na_path = os.path.join(sub, 'not_applicable.json')
+    na = json.load(open(na_path)) if os.path.exists(na_path) else []
+    cols[n] = ({g['name']: g['summaries'].get('mlm_loss') for g in groups},
+               {t.rsplit('.seed', 1)[0] for t in na})
+    for name in [g['name'] for g in groups] + sorted(cols[n][1]):
+      if name not in variants:
+        variants.append(name)
+  first = lengths[0]
+  header = ['variant'] + [f'mlm_loss at {n}' for n in lengths] + [
+      f'{n} vs {first}' for n in lengths[1:]]
+  rows = []
+  for name in variants:
+    cells, base = [name], cols[first][0].get(name)
+    for n in lengths:
+      got, na = cols[n]
+      cells.append('n/a (position table ends before)' if name in na and name not in got
+                   else _cell(got.get(name)))
+    for n in lengths[1:]:
+      s = cols[n][0].get(name)
+      cells.append('n/a' if s is None or base is None else
+                   f'{s.mean - base.mean:+.4f} ({stats.compare(s, base, True)})')
+    rows.append(cells)
+  return ['## Held-out MLM loss by evaluation length', '',
+          report.markdown(header, rows), '',
+          f'Each checkpoint evaluated (eval_only) on its held-out documents at each length; '
+          f'"N vs {first}": the change of the mean loss and the noise rule '
+          '(worse = the loss rose beyond the intervals).', '']
 
 
 def write(root: str, figures: bool = True) -> str:

@@ -133,11 +133,23 @@ def _run_locked(config: Any, workdir: str) -> dict[str, Any]:
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     r = build_run(config, workdir, s, mesh, rules)
     if config.get('eval_only', False):
-      result = {'step': 0, 'eval': r.evaluator(0, r.state.params, final=True)}
+      result = {'step': 0, 'eval': r.evaluator(0, r.state.params, final=True),
+                'eval_shapes': _eval_shapes(s.task)}
       r.writer.close()
       _write_results(workdir, result)
       return result
     return train_loop(r)
+
+
+def _eval_shapes(task: Any) -> dict[str, list[int]]:
+  """[examples, length] of each evaluation split's input_ids: what an
+  evaluation at another length than training's really ran on."""
+  out = {}
+  for split, feats in task.eval_features().items():
+    ids = feats.get('input_ids') if isinstance(feats, dict) else None
+    if ids is not None and np.ndim(ids) == 2:
+      out[split] = [int(n) for n in np.shape(ids)]
+  return out
 
 
 def _write_config(config: Any, workdir: str, rules) -> None:

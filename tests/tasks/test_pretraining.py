@@ -62,3 +62,17 @@ def test_setup_passes_the_tokenizer_vocabulary(tmp_path):
   setup = setup_lib.build(config, str(tmp_path))
   assert setup.model_config.vocab_size == 30592
   assert setup.task.tokenizer_vocab_size == 30522
+
+
+def test_a_masking_cap_is_named():
+  """max_predictions_per_seq below mask_rate x length masks less than asked:
+  masking.mask_tokens takes the smaller, so the task says so (issue 24)."""
+  data = ml_collections.ConfigDict({'max_seq_length': 128, 'mask_rate': 0.3,
+                                    'max_predictions_per_seq': 20})
+  msg = pretraining.masking_cap(data)
+  assert 'caps data.mask_rate=0.3' in msg and '>= 38' in msg
+  data.max_predictions_per_seq = 39
+  assert pretraining.masking_cap(data) == ''
+  for arg in ('size=tiny,runlocal', 'size=tiny,runlocal,recipe=modern', 'size=base'):
+    from bert_jax.configs import pretrain  # pylint: disable=g-import-not-at-top
+    assert pretraining.masking_cap(pretrain.get_config(arg).data) == '', arg

@@ -1,0 +1,188 @@
+r"""Which results tables in the docs are stale: their code changed since they were measured.
+
+Every results table in ``docs/*.md`` and ``README.md`` carries a marker, an
+HTML comment just above it (invisible on the rendered page):
+
+  <!-- measured: commit=6ec40bc date=2026-12-03 jax=0.10.2 cpu="2-core, model not recorded"
+       code="bert_jax/models bert_jax/train" command="python -m bert_jax.lab.study ..." -->
+
+``code`` names the paths (files or folders) whose change can change the
+figures: the modules the measured run imports, at the granularity that keeps
+the list short. ``commit`` is the commit the figures were measured at, or
+``unknown`` (say so rather than guess). A table is **stale** when
+``git diff --stat COMMIT..HEAD -- CODE`` is not empty; then re-measure it, or
+acknowledge it: ``stale="what changed"`` in the marker, shown next to the
+table for readers, stops it failing the check until the commit is moved on.
+
+  python -m bert_jax.lab.stale                 # every marker: ok / STALE / unknown
+  python -m bert_jax.lab.stale --strict        # exit 1 on any unacknowledged stale table
+  python -m bert_jax.lab.stale --unmarked      # also: "Measured" sections without a marker
+
+Exit status: 0, or 1 when a table is stale and not acknowledged (with
+``--strict``: acknowledged ones count too), or a commit does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+MARKER = re.compile(r'<!--\s*measured:(.*?)-->', re.S)
+_HEADING = re.compile(r'^(#{1,6})\s+(.*)$', re.M)
+# A section heading that announces figures: "Measured", or a date in brackets.
+_RESULTS_HEADING = re.compile(r'measured|\(\d{4}-\d{2}-\d{2}', re.I)
+UNKNOWN = 'unknown'
+_FENCE = re.compile(r'^```.*?^```', re.S | re.M)
+
+
+def _prose(text: str) -> str:
+  """TEXT with fenced code blocks blanked (line numbers kept): a marker
+  shown as an example in a code block is not a marker."""
+  return _FENCE.sub(lambda m: '\n' * m.group(0).count('\n'), text)
+
+
+@dataclasses.dataclass
+class Marker:
+  file: str              # Relative to the repository root.
+  line: int
+  fields: dict[str, str]
+
+  @property
+  def commit(self) -> str:
+    return self.fields.get('commit', UNKNOWN)
+
+  @property
+  def code(self) -> list[str]:
+    return self.fields.get('code', '').split()
+
+
+@dataclasses.dataclass
+class Status:
+  marker: Marker
+  state: str             # 'ok', 'stale', 'acknowledged', 'unknown', 'error'
+  changed: list[str]     # `git diff --stat` lines of CODE since COMMIT.
+  note: str = ''
+
+
+def parse_fields(body: str) -> dict[str, str]:
+  """KEY=VALUE pairs; values with spaces in double quotes."""
+  out = {}
+  for token in shlex.split(body.replace('\n', ' ')):
+    if '=' not in token:
+      raise ValueError(f'marker field {token!r} is not KEY=VALUE')
+    key, value = token.split('=', 1)
+    out[key] = value
+  return out
+
+
+def markers(root: str, files: list[str] | None = None) -> list[Marker]:
+  """Every marker of FILES (default: README.md and docs/*.md under ROOT)."""
+  if files is None:
+    files = ['README.md'] + sorted(
+        os.path.relpath(p, root) for p in glob.glob(os.path.join(root, 'docs', '*.md')))
+  out = []
+  for rel in files:
+    path = os.path.join(root, rel)
+    if not os.path.exists(path):
+      continue
+    text = _prose(open(path, encoding='utf-8').read())
+    for m in MARKER.finditer(text):
+      line = text.count('\n', 0, m.start()) + 1
+      try:
+        fields = parse_fields(m.group(1))
+      except ValueError as e:
+        raise ValueError(f'{rel}:{line}: {e}') from None
+      out.append(Marker(rel, line, fields))
+  return out
+
+
+def unmarked_sections(root: str, files: list[str] | None = None) -> list[tuple[str, int, str]]:
+  """(file, line, heading) of results sections (heading says "measured" or
+  has a date) that hold a markdown table but no marker."""
+  if files is None:
+    files = ['README.md'] + sorted(
+        os.path.relpath(p, root) for p in glob.glob(os.path.join(root, 'docs', '*.md')))
+  out = []
+  for rel in files:
+    path = os.path.join(root, rel)
+    if not os.path.exists(path):
+      continue
+    text = _prose(open(path, encoding='utf-8').read())
+    heads = list(_HEADING.finditer(text))
+    for i, h in enumerate(heads):
+      body = text[h.end():heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+      if (_RESULTS_HEADING.search(h.group(2)) and re.search(r'^\|.*\|\s*$', body, re.M)
+          and not MARKER.search(body)):
+        out.append((rel, text.count('\n', 0, h.start()) + 1, h.group(2).strip()))
+  return out
+
+
+def _git(root: str, *args: str) -> subprocess.CompletedProcess:
+  return subprocess.run(['git', '-C', root, *args], capture_output=True, text=True)
+
+
+def check(root: str, marker: Marker, head: str = 'HEAD') -> Status:
+  """Whether MARKER's code changed between its commit and HEAD."""
+  if marker.commit == UNKNOWN:
+    return Status(marker, 'unknown', [], 'commit not recorded: cannot tell')
+  if not marker.code:
+    return Status(marker, 'error', [], 'marker has no code="PATHS"')
+  if _git(root, 'rev-parse', '--verify', '--quiet', marker.commit + '^{commit}').returncode:
+    return Status(marker, 'error', [], f'commit {marker.commit} not in this repository')
+  diff = _git(root, 'diff', '--stat=200', f'{marker.commit}..{head}', '--', *marker.code)
+  if diff.returncode:
+    return Status(marker, 'error', [], diff.stderr.strip())
+  changed = [l.strip() for l in diff.stdout.splitlines() if '|' in l]
+  if not changed:
+    return Status(marker, 'ok', [])
+  state = 'acknowledged' if marker.fields.get('stale') else 'stale'
+  return Status(marker, state, changed, marker.fields.get('stale', ''))
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m bert_jax.lab.stale', description=__doc__.split('\n\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--root', default='.', help='Repository root (default: .).')
+  parser.add_argument('--head', default='HEAD', help='Compare against (default HEAD).')
+  parser.add_argument('--strict', action='store_true',
+                      help='Acknowledged stale tables fail too.')
+  parser.add_argument('--unmarked', action='store_true',
+                      help='Also list results sections without a marker.')
+  parser.add_argument('--files', nargs='*', help='Markdown files (default README.md, docs/*.md).')
+  args = parser.parse_args(argv)
+  root = args.root
+  try:
+    found = markers(root, args.files)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  rc = 0
+  counts: dict[str, int] = {}
+  for m in found:
+    s = check(root, m, args.head)
+    counts[s.state] = counts.get(s.state, 0) + 1
+    where = f'{m.file}:{m.line}'
+    label = m.fields.get('table', '')
+    print(f'{s.state.upper() if s.state == "stale" else s.state:12} {where}'
+          f'{" (" + label + ")" if label else ""}  commit={m.commit}'
+          f'{"  " + s.note if s.note else ""}')
+    for line in s.changed:
+      print(f'    {line}')
+    if s.state == 'error' or s.state == 'stale' or (args.strict and s.state == 'acknowledged'):
+      rc = 1
+  if args.unmarked:
+    for rel, line, head in unmarked_sections(root, args.files):
+      print(f'{"unmarked":12} {rel}:{line}  {head}')
+  print(f'{len(found)} table(s): ' + ', '.join(f'{v} {k}' for k, v in sorted(counts.items())))
+  return rc
+
+
+if __name__ == '__main__':
+  sys.exit(main())
