@@ -1,6 +1,6 @@
 """Batch WordPiece encoding for corpus-scale data preparation.
 
-`make_encode_batch` returns a function from lines of text to one flat int32
+`encoder_for` (and `wordpiece.make_encode_batch`, from a vocab file) returns a function from lines of text to one flat int32
 id array plus row offsets, the form that building examples with numpy wants
 (no per-line Python lists). Two engines give the same ids:
 
@@ -29,7 +29,6 @@ import os
 
 import numpy as np
 
-from bert_jax.text import wordpiece
 
 ENGINES = ('auto', 'nanotoken', 'tokenizers')
 # Forces an engine for every WordPiece encode_flat (e.g. 'tokenizers', the
@@ -69,41 +68,9 @@ def _tokenizers_encoder(hf_tokenizer) -> EncodeBatch:
   return encode_batch
 
 
-def make_encode_batch(vocab_file: str,
-                      do_lower_case: bool = True,
-                      *,
-                      engine: str = 'auto',
-                      parallel: bool = False) -> EncodeBatch:
-  """A fast `lines -> (ids, offsets)` function for a BERT vocabulary.
-
-  The ids are those of `WordPieceTokenizer(vocab_file, do_lower_case)` without
-  special tokens and without truncation.
-
-  Args:
-    vocab_file: A BERT vocab.txt (local path or gs://).
-    do_lower_case: Uncased vocabulary: lower-case and strip accents.
-    engine: 'auto' (nanotoken when installed, else tokenizers), 'nanotoken'
-      (fail if it is missing) or 'tokenizers' (the reference).
-    parallel: Let the engine use its own threads. Off by default: data
-      preparation runs one process per core, and threads would fight them.
-
-  Returns:
-    encode_batch(lines) -> (ids int32 [total], offsets int64 [len(lines) + 1]).
-    It has an `engine` attribute naming the engine used.
-
-  Raises:
-    ValueError: For an unknown engine.
-    ImportError: If engine='nanotoken' and it is not installed.
-  """
-  tok = wordpiece.WordPieceTokenizer(vocab_file, do_lower_case=do_lower_case)
-  # The very pipeline WordPieceTokenizer encodes with, so both engines get the
-  # same settings. Its Rust threads follow RAYON_NUM_THREADS.
-  return encoder_for(tok._tok, engine, parallel)  # pylint: disable=protected-access
-
-
 def encoder_for(hf_tokenizer, engine: str = 'auto',
                 parallel: bool = False) -> EncodeBatch:
-  """`make_encode_batch` for a built `tokenizers.Tokenizer` (WordPiece).
+  """`wordpiece.make_encode_batch` for a built `tokenizers.Tokenizer`.
 
   ENGINE 'auto' also follows $BERT_JAX_WORDPIECE_ENGINE when it is set.
   """

@@ -24,6 +24,7 @@ from tokenizers import pre_tokenizers
 from bert_jax import storage
 from bert_jax.errors import UserInputError
 from bert_jax.text import base
+from bert_jax.text import fast_wordpiece
 
 VOCAB_FILE = 'vocab.txt'
 PAD, UNK, CLS, SEP, MASK = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
@@ -159,7 +160,6 @@ class WordPieceTokenizer(base.Tokenizer):
     # (the pre-tokenizer splits '#' off as punctuation), so word starts come
     # from the ids alone: no per-token Python.
     if getattr(self, '_flat_encoder', None) is None:
-      from bert_jax.text import fast_wordpiece  # pylint: disable=g-import-not-at-top
       self._flat_encoder = fast_wordpiece.encoder_for(self._tok)
     ids, offsets = self._flat_encoder(list(texts))
     return ids, np.diff(offsets), ~self._continuation()[ids]
@@ -217,3 +217,35 @@ class WordPieceTokenizer(base.Tokenizer):
         tokenizer_class='BertTokenizer',
         pad_token=PAD, unk_token=UNK, cls_token=CLS, sep_token=SEP,
         mask_token=MASK)
+
+
+def make_encode_batch(vocab_file: str,
+                      do_lower_case: bool = True,
+                      *,
+                      engine: str = 'auto',
+                      parallel: bool = False) -> fast_wordpiece.EncodeBatch:
+  """A fast `lines -> (ids, offsets)` function for a BERT vocabulary.
+
+  The ids are those of `WordPieceTokenizer(vocab_file, do_lower_case)` without
+  special tokens and without truncation.
+
+  Args:
+    vocab_file: A BERT vocab.txt (local path or gs://).
+    do_lower_case: Uncased vocabulary: lower-case and strip accents.
+    engine: 'auto' (nanotoken when installed, else tokenizers), 'nanotoken'
+      (fail if it is missing) or 'tokenizers' (the reference).
+    parallel: Let the engine use its own threads. Off by default: data
+      preparation runs one process per core, and threads would fight them.
+
+  Returns:
+    encode_batch(lines) -> (ids int32 [total], offsets int64 [len(lines) + 1]).
+    It has an `engine` attribute naming the engine used.
+
+  Raises:
+    ValueError: For an unknown engine.
+    ImportError: If engine='nanotoken' and it is not installed.
+  """
+  tok = WordPieceTokenizer(vocab_file, do_lower_case=do_lower_case)
+  # The very pipeline WordPieceTokenizer encodes with, so both engines get the
+  # same settings. Its Rust threads follow RAYON_NUM_THREADS.
+  return fast_wordpiece.encoder_for(tok._tok, engine, parallel)  # pylint: disable=protected-access

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bert_jax.text import fast_wordpiece
+from bert_jax.text import wordpiece
 
 ACCENTED = 'àáâãäåèéêëìíîïòóôõöùúûüýÿñçÀÉÎÕÜŠŽœæøßİıŁłđĐǅǈǋﬁﬂΩω'
 CJK = '中文字符测试日本語のテキスト한국어텍스트漢字假名カタカナ'
@@ -54,7 +55,7 @@ def _hard_lines(n, seed=0):
 
 
 def _reference(vocab_file, lines, do_lower_case):
-  ref = fast_wordpiece.make_encode_batch(
+  ref = wordpiece.make_encode_batch(
       vocab_file, do_lower_case, engine='tokenizers')
   assert ref.engine == 'tokenizers'
   return ref(lines)
@@ -86,7 +87,7 @@ def test_reference_engine_matches_the_tokenizer(vocab_file, wp_tok):
 def test_nanotoken_matches_reference(vocab_file, do_lower_case):
   pytest.importorskip('nanotoken')
   lines = _hard_lines(3000, seed=int(do_lower_case))
-  fast = fast_wordpiece.make_encode_batch(
+  fast = wordpiece.make_encode_batch(
       vocab_file, do_lower_case, engine='nanotoken')
   assert fast.engine == 'nanotoken'
   want = _reference(vocab_file, lines, do_lower_case)
@@ -99,7 +100,7 @@ def test_nanotoken_matches_reference(vocab_file, do_lower_case):
 
 
 def test_auto_picks_an_engine_and_handles_empty_input(vocab_file):
-  fn = fast_wordpiece.make_encode_batch(vocab_file)
+  fn = wordpiece.make_encode_batch(vocab_file)
   assert fn.engine in ('nanotoken', 'tokenizers')
   ids, offsets = fn([])
   assert ids.shape == (0,) and offsets.tolist() == [0]
@@ -107,4 +108,4 @@ def test_auto_picks_an_engine_and_handles_empty_input(vocab_file):
 
 def test_unknown_engine_is_refused(vocab_file):
   with pytest.raises(ValueError, match='engine must be one of'):
-    fast_wordpiece.make_encode_batch(vocab_file, engine='flash')
+    wordpiece.make_encode_batch(vocab_file, engine='flash')

@@ -44,6 +44,8 @@ import time
 from typing import Any
 
 from bert_jax import storage
+from bert_jax.data.pretrain import beam_pipeline  # Beam itself loads lazily.
+from bert_jax.data.pretrain import corpora
 from bert_jax.data.pretrain import objectives
 from bert_jax.data.pretrain import progress as progress_lib
 from bert_jax.data.pretrain import shards
@@ -53,6 +55,7 @@ from bert_jax.data.pretrain.shards import (  # Re-exported: the reading API.
     FORMAT, META_FILE, PreparedSource, load_prepared, read_meta)
 from bert_jax.errors import UserInputError
 from bert_jax import errors
+from bert_jax.text import load_tokenizer
 
 __all__ = ['FORMAT', 'META_FILE', 'PreparedSource', 'load_prepared',
            'read_meta', 'prepare', 'main']
@@ -125,7 +128,6 @@ def prepare(corpus: str, tokenizer: Any, out_dir: str, *,
           for i, u in enumerate(plan)]
   shown = progress_lib.Progress(units_lib.total_bytes(plan), len(plan), quiet)
   if runner == 'beam':
-    from bert_jax.data.pretrain import beam_pipeline  # pylint: disable=g-import-not-at-top
     beam_pipeline.run(jobs, beam_args)
     # The workers just wrote and hashed these: sizes are enough here.
     markers = [unit_job.finished(out_dir, i, verify=False)
@@ -265,7 +267,6 @@ def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog='python -m bert_jax.data.pretrain.prepare', description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  from bert_jax.data.pretrain import corpora  # pylint: disable=g-import-not-at-top
   p.add_argument('--corpus', default='builtin',
                  help='Corpus spec: ' + ', '.join(corpora.SPEC_FORMS))
   p.add_argument('--tokenizer', required=True, help='Tokenizer directory or '
@@ -317,7 +318,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   os.environ.setdefault('RAYON_NUM_THREADS', '1')
   os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
   try:
-    from bert_jax.text import load_tokenizer  # pylint: disable=g-import-not-at-top
     load_tokenizer(args.tokenizer)  # Fail here, not in a worker.
     meta = prepare(
         args.corpus, args.tokenizer, args.out,

@@ -23,6 +23,7 @@ from bert_jax.data.pretrain import packing
 from bert_jax.data.pretrain import shards
 from bert_jax.data.pretrain import unit_examples
 from bert_jax.data.pretrain import units as units_lib
+from bert_jax import text
 
 UNITS_DIR = 'units'  # Per-unit markers (and the run's arguments) live here.
 _TOKENIZERS: dict[str, Any] = {}
@@ -37,8 +38,7 @@ def load_tokenizer(spec: Any) -> Any:
   if not isinstance(spec, str):
     return spec
   if spec not in _TOKENIZERS:
-    from bert_jax.text import load_tokenizer as load  # pylint: disable=g-import-not-at-top
-    _TOKENIZERS[spec] = load(spec)
+    _TOKENIZERS[spec] = text.load_tokenizer(spec)
   return _TOKENIZERS[spec]
 
 
