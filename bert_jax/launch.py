@@ -44,6 +44,17 @@ flags.DEFINE_integer('process_id', None, 'This process\'s index.')
 flags.DEFINE_bool('distributed', None,
                   'Force jax.distributed.initialize() on (True) or off (False); '
                   'default: on when a multi-process environment is detected.')
+flags.DEFINE_integer(
+    'heartbeat_timeout_s', 60,
+    'With several processes: seconds without a heartbeat after which the '
+    'coordinator declares a process lost; the others then stop, naming it '
+    '(a lost coordinator is seen within a few seconds). jax\'s default is 100.')
+flags.DEFINE_bool(
+    'supervise', True,
+    'With several processes: run training in a child process and, if the JAX '
+    'distributed service aborts it because another process died, end with one '
+    'line naming the lost process and the step a relaunch resumes from '
+    '(docs/distributed.md, "When a process dies").')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 FLAGS = flags.FLAGS
@@ -86,14 +97,21 @@ def main(argv):
     # The console shows our progress lines and messages (printed), warnings
     # and errors; --verbosity=0 brings back every INFO line (orbax, absl).
     logging.set_verbosity(logging.WARNING)
+  if _multiprocess() and FLAGS.supervise and not os.environ.get(_SUPERVISED_ENV):
+    sys.exit(_supervise())
   import jax  # pylint: disable=g-import-not-at-top
   if _multiprocess():
     if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
       # CPU-only multi-process (tests, clusters without accelerators).
       jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(
+    # When another process dies, jax aborts this one within about
+    # --heartbeat_timeout_s; the supervising parent (_supervise) then says
+    # which process was lost and what to do (docs/distributed.md).
+    from bert_jax.train import peers  # pylint: disable=g-import-not-at-top
+    peers.initialize(
         coordinator_address=FLAGS.coordinator_address,
-        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+        heartbeat_timeout_s=FLAGS.heartbeat_timeout_s)
   devices = jax.local_devices()
   print(f'JAX process {jax.process_index()}/{jax.process_count()}, backend '
         f'{jax.default_backend()} ({devices[0].device_kind}), '
@@ -122,6 +140,21 @@ def main(argv):
     if _show_tracebacks():
       raise
     _exit_user_error(errors.one_line(e))
+
+
+_SUPERVISED_ENV = 'BERT_JAX_SUPERVISED'  # == peers.SUPERVISED_ENV
+
+
+def _supervise() -> int:
+  """This launcher again, as a child that peers.supervise watches."""
+  from bert_jax.train import peers  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(configs.__file__)))
+  os.environ['PYTHONPATH'] = os.pathsep.join(
+      p for p in (root, os.environ.get('PYTHONPATH')) if p)
+  return peers.supervise(
+      [sys.executable, '-m', 'bert_jax.launch', *sys.argv[1:]],
+      workdir=FLAGS.workdir, process_id=FLAGS.process_id,
+      num_processes=FLAGS.num_processes)
 
 
 def _show_tracebacks() -> bool:
