@@ -172,7 +172,10 @@ def supervise(command: Sequence[str], *, workdir: str | None,
   """
   env = dict(os.environ, **{SUPERVISED_ENV: '1', 'PYTHONUNBUFFERED': '1'})
   child = subprocess.Popen(list(command), env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                           stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+                           # Its own process group: a terminal's Ctrl-C
+                           # reaches it once, passed on by us, not twice.
+                           process_group=0)
   forwarded = {}
   for sig in (signal.SIGTERM, signal.SIGINT):
     forwarded[sig] = signal.signal(sig, lambda s, _: child.send_signal(s))

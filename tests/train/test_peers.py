@@ -2,6 +2,7 @@
 (bert_jax/train/peers.py). The end-to-end kill is in test_multiprocess.py."""
 
 import os
+import sys
 
 from bert_jax.train import peers
 
@@ -45,3 +46,28 @@ def test_newest_committed_step(tmp_path):
   assert peers.newest_committed_step(str(tmp_path)) is None
   os.makedirs(tmp_path / 'checkpoints' / '4')  # No commit marker: not good.
   assert peers.newest_committed_step(str(tmp_path)) is None
+
+
+def _child(code):
+  return [sys.executable, '-c', code]
+
+
+def test_supervise_names_the_lost_process_last(tmp_path, capfd):
+  log = HEARTBEATS_LOG.replace('\n', '\\n')
+  rc = peers.supervise(
+      _child(f"import os, sys; print('JAX process 0/2, backend cpu'); "
+             f"sys.stderr.write('{log}'); sys.stderr.flush(); os.abort()"),
+      workdir=str(tmp_path), process_id=None, num_processes=None)
+  out, err = capfd.readouterr()
+  assert rc == peers.EXIT_PEER_LOST
+  assert 'JAX process 0/2' in out  # The child's output passes through.
+  last = err.strip().splitlines()[-1]
+  assert last.startswith('error: process 0 stopped because process 1 of 2 was lost'), last
+  assert 'starts again from step 0' in last
+
+
+def test_supervise_keeps_other_endings():
+  assert peers.supervise(_child('pass'), workdir=None, process_id=0,
+                         num_processes=2) == 0
+  assert peers.supervise(_child('import sys; sys.exit(3)'), workdir=None,
+                         process_id=0, num_processes=2) == 3
