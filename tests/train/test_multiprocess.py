@@ -114,7 +114,8 @@ def test_two_processes_finetune_like_one(tmp_path):
 
 
 # Long enough that the run is still training when a process is killed.
-KILL_ARGS = [*ARGS, '--config.train.num_steps=100000', '--config.train.log_every_steps=1',
+KILL_ARGS = [*ARGS, '--config.model.num_layers=1', '--config.train.num_steps=100000',
+             '--config.train.log_every_steps=1',
              '--config.train.eval_every_steps=100000', '--config.ckpt.every_steps=2',
              '--config.ckpt.async_save=False', '--heartbeat_timeout_s=5']
 
