@@ -45,13 +45,11 @@ import orbax.checkpoint as ocp
 
 from bert_jax import storage
 from bert_jax.data import loader as loader_lib
+# Re-exported: the checks of a step on disk need no orbax (checkpoint_steps).
+from bert_jax.train.checkpoint_steps import COMMIT_MARKER, step_problem  # pylint: disable=unused-import
 
-COMMIT_MARKER = 'commit_success.txt'   # Written by orbax just before the rename.
 BROKEN_DIR = 'checkpoints.broken'      # Where broken steps are moved, beside checkpoints/.
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'
-# Small files that must parse as JSON in a good step (the arrays are checked
-# by restoring them).
-_JSON_FILES = ('_CHECKPOINT_METADATA', 'metadata/metadata', 'state/_METADATA')
 _WRITE_ERRNOS = {
     errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded',
     errno.EROFS: 'the file system is read-only', errno.EACCES: 'permission denied',
@@ -64,28 +62,6 @@ class CheckpointWriteError(RuntimeError):
 
 class CheckpointMismatchError(ValueError):
   """A good checkpoint that does not fit this run's state (another config)."""
-
-
-def step_problem(step_dir: str) -> str | None:
-  """Why STEP_DIR is not a committed checkpoint; None if it looks good.
-
-  Cheap checks only: markers and the small JSON files. A truncated array file
-  passes them and fails at restore, where ``restore_latest`` falls back too.
-  """
-  if not storage.isdir(step_dir):
-    return 'it is missing'
-  for item in ('', 'state', 'metadata'):
-    if not storage.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
-      where = f'{item}/' if item else ''
-      return (f'{where}{COMMIT_MARKER} (the commit marker) is missing: the '
-              'save did not finish')
-  for name in _JSON_FILES:
-    try:
-      with storage.open_file(os.path.join(step_dir, name), 'rb') as f:
-        json.load(f)
-    except (OSError, ValueError) as e:
-      return f'{name} is unreadable ({type(e).__name__}: {e})'
-  return None
 
 
 def _all_processes(ok: bool) -> bool:

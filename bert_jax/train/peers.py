@@ -32,10 +32,8 @@ import sys
 import threading
 from typing import IO, Sequence
 
-import jax
-
 from bert_jax import storage
-from bert_jax.train import checkpoint
+from bert_jax.train import checkpoint_steps
 
 DEFAULT_HEARTBEAT_TIMEOUT_S = 60   # jax's own default is 100 s.
 EXIT_PEER_LOST = 75                # EX_TEMPFAIL: relaunching is the fix.
@@ -97,16 +95,8 @@ def newest_committed_step(workdir: str | None) -> int | None:
   """The newest good checkpoint step in WORKDIR/checkpoints (None: none yet)."""
   if not workdir:
     return None
-  directory = os.path.join(storage.absolute(workdir), 'checkpoints')
-  try:
-    steps = sorted((int(d) for d in storage.listdir(directory) if d.isdigit()),
-                   reverse=True)
-  except OSError:
-    return None
-  for step in steps:
-    if checkpoint.step_problem(os.path.join(directory, str(step))) is None:
-      return step
-  return None
+  return checkpoint_steps.newest_good_step(
+      os.path.join(storage.absolute(workdir), 'checkpoints'))
 
 
 def initialize(*, coordinator_address: str | None, num_processes: int | None,
@@ -115,6 +105,7 @@ def initialize(*, coordinator_address: str | None, num_processes: int | None,
                initialization_timeout_s: int = 300,
                shutdown_timeout_s: int = 300) -> None:
   """``jax.distributed.initialize`` with our heartbeat timeout."""
+  import jax  # pylint: disable=g-import-not-at-top  # The supervisor needs no jax.
   if heartbeat_timeout_s < 1:
     raise ValueError(f'--heartbeat_timeout_s={heartbeat_timeout_s} must be >= 1.')
   jax.distributed.initialize(
