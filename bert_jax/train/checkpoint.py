@@ -29,7 +29,6 @@ What can go wrong on disk, and what this module does about it
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import threading
