@@ -20,5 +20,6 @@ def test_dry_run_writes_one_json(tmp_path):
   assert r['steps']['tests']['returncode'] == 0
   assert 'skipped' in r['steps']['tests']['output_tail']
   bench = r['benchmark']
-  assert bench['jax']['dtype'] == 'bfloat16'
+  assert bench['bert_jax']['dtype'] == 'bfloat16'
+  assert bench['settings']['attention_impl'] == 'xla'
   assert 'peer' in bench and 'error' not in bench['peer'], bench.get('peer')
