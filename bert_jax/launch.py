@@ -31,6 +31,8 @@ from ml_collections import config_flags
 
 from bert_jax import configs
 from bert_jax import errors
+# Light (no jax, no orbax): flag errors and --help stay fast.
+from bert_jax.train import peers
 
 config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/pretrain.py:size=tiny,runlocal.',
@@ -97,7 +99,7 @@ def main(argv):
     # The console shows our progress lines and messages (printed), warnings
     # and errors; --verbosity=0 brings back every INFO line (orbax, absl).
     logging.set_verbosity(logging.WARNING)
-  if _multiprocess() and FLAGS.supervise and not os.environ.get(_SUPERVISED_ENV):
+  if _multiprocess() and FLAGS.supervise and not os.environ.get(peers.SUPERVISED_ENV):
     sys.exit(_supervise())
   import jax  # pylint: disable=g-import-not-at-top
   if _multiprocess():
@@ -107,7 +109,6 @@ def main(argv):
     # When another process dies, jax aborts this one within about
     # --heartbeat_timeout_s; the supervising parent (_supervise) then says
     # which process was lost and what to do (docs/distributed.md).
-    from bert_jax.train import peers  # pylint: disable=g-import-not-at-top
     peers.initialize(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
@@ -142,13 +143,10 @@ def main(argv):
     _exit_user_error(errors.one_line(e))
 
 
-_SUPERVISED_ENV = 'BERT_JAX_SUPERVISED'  # == peers.SUPERVISED_ENV
-
-
 def _supervise() -> int:
   """This launcher again, as a child that peers.supervise watches."""
-  from bert_jax.train import peers  # pylint: disable=g-import-not-at-top
-  root = os.path.dirname(os.path.dirname(os.path.abspath(configs.__file__)))
+  # The folder holding bert_jax/, so `-m bert_jax.launch` finds this copy.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   os.environ['PYTHONPATH'] = os.pathsep.join(
       p for p in (root, os.environ.get('PYTHONPATH')) if p)
   return peers.supervise(
