@@ -13,7 +13,10 @@ Any config field can be overridden: ``--config.optim.learning_rate=5e-4``.
 On a multi-process environment (Cloud TPU pod slice, several GPU hosts, SLURM)
 ``jax.distributed.initialize()`` runs before anything else; where nothing is
 detected, pass ``--coordinator_address``, ``--num_processes`` and
-``--process_id`` (see docs/distributed.md).
+``--process_id`` (see docs/distributed.md). With several processes the
+launched process supervises a child that trains (``--nosupervise`` turns it
+off): if another process dies, its last line names the lost process and the
+step a relaunch of all of them resumes from, and it exits with status 75.
 
 A bad input (a config value or override, a data file, a checkpoint) prints one
 line, ``error: <what and where>``, to stderr and exits with status 2; set
