@@ -13,7 +13,10 @@ Any config field can be overridden: ``--config.optim.learning_rate=5e-4``.
 On a multi-process environment (Cloud TPU pod slice, several GPU hosts, SLURM)
 ``jax.distributed.initialize()`` runs before anything else; where nothing is
 detected, pass ``--coordinator_address``, ``--num_processes`` and
-``--process_id`` (see docs/distributed.md).
+``--process_id`` (see docs/distributed.md). With several processes the
+launched process supervises a child that trains (``--nosupervise`` turns it
+off): if another process dies, its last line names the lost process and the
+step a relaunch of all of them resumes from, and it exits with status 75.
 
 A bad input (a config value or override, a data file, a checkpoint) prints one
 line, ``error: <what and where>``, to stderr and exits with status 2; set
@@ -31,6 +34,8 @@ from ml_collections import config_flags
 
 from bert_jax import configs
 from bert_jax import errors
+# Light (no jax, no orbax): flag errors and --help stay fast.
+from bert_jax.train import peers
 
 config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. configs/pretrain.py:size=tiny,runlocal.',
@@ -44,6 +49,17 @@ flags.DEFINE_integer('process_id', None, 'This process\'s index.')
 flags.DEFINE_bool('distributed', None,
                   'Force jax.distributed.initialize() on (True) or off (False); '
                   'default: on when a multi-process environment is detected.')
+flags.DEFINE_integer(
+    'heartbeat_timeout_s', 60,
+    'With several processes: seconds without a heartbeat after which the '
+    'coordinator declares a process lost; the others then stop, naming it '
+    '(a lost coordinator is seen within a few seconds). jax\'s default is 100.')
+flags.DEFINE_bool(
+    'supervise', True,
+    'With several processes: run training in a child process and, if the JAX '
+    'distributed service aborts it because another process died, end with one '
+    'line naming the lost process and the step a relaunch resumes from '
+    '(docs/distributed.md, "When a process dies").')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 FLAGS = flags.FLAGS
@@ -86,14 +102,20 @@ def main(argv):
     # The console shows our progress lines and messages (printed), warnings
     # and errors; --verbosity=0 brings back every INFO line (orbax, absl).
     logging.set_verbosity(logging.WARNING)
+  if _multiprocess() and FLAGS.supervise and not os.environ.get(peers.SUPERVISED_ENV):
+    sys.exit(_supervise())
   import jax  # pylint: disable=g-import-not-at-top
   if _multiprocess():
     if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
       # CPU-only multi-process (tests, clusters without accelerators).
       jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(
+    # When another process dies, jax aborts this one within about
+    # --heartbeat_timeout_s; the supervising parent (_supervise) then says
+    # which process was lost and what to do (docs/distributed.md).
+    peers.initialize(
         coordinator_address=FLAGS.coordinator_address,
-        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+        heartbeat_timeout_s=FLAGS.heartbeat_timeout_s)
   devices = jax.local_devices()
   print(f'JAX process {jax.process_index()}/{jax.process_count()}, backend '
         f'{jax.default_backend()} ({devices[0].device_kind}), '
@@ -122,6 +144,18 @@ def main(argv):
     if _show_tracebacks():
       raise
     _exit_user_error(errors.one_line(e))
+
+
+def _supervise() -> int:
+  """This launcher again, as a child that peers.supervise watches."""
+  # The folder holding bert_jax/, so `-m bert_jax.launch` finds this copy.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  os.environ['PYTHONPATH'] = os.pathsep.join(
+      p for p in (root, os.environ.get('PYTHONPATH')) if p)
+  return peers.supervise(
+      [sys.executable, '-m', 'bert_jax.launch', *sys.argv[1:]],
+      workdir=FLAGS.workdir, process_id=FLAGS.process_id,
+      num_processes=FLAGS.num_processes)
 
 
 def _show_tracebacks() -> bool:

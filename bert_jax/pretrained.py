@@ -28,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bert_jax import storage
+from bert_jax.checkpoint_steps import COMMIT_MARKER, step_problem  # pylint: disable=unused-import
 from bert_jax.errors import UserInputError
 from bert_jax.models import encoder as encoder_lib
 from bert_jax.models.config import ModelConfig
@@ -37,10 +38,6 @@ PARAMS = 'params'
 TOKENIZER = 'tokenizer'
 CHECKPOINTS = 'checkpoints'
 TASK_METADATA = 'task.json'
-COMMIT_MARKER = 'commit_success.txt'   # Written by orbax just before the rename.
-# Small files that must parse as JSON in a good step (the arrays are checked
-# by restoring them).
-_JSON_FILES = ('_CHECKPOINT_METADATA', 'metadata/metadata', 'state/_METADATA')
 
 
 def save_model_config(directory: str, config: ModelConfig) -> None:
@@ -80,30 +77,6 @@ def save_pretrained(directory: str, params: Any, config: ModelConfig,
   params = jax.tree.map(np.asarray, nn.meta.unbox(params))
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(directory, PARAMS), params, force=True)
-
-
-def step_problem(step_dir: str) -> str | None:
-  """Why STEP_DIR is not a committed checkpoint; None if it looks good.
-
-  Cheap checks only: markers and the small JSON files. A truncated array file
-  passes them and fails at restore, where ``restore_latest`` (and
-  ``load_params``) fall back too. The trainer's checkpointer
-  (``bert_jax.train.checkpoint``) judges its steps with this function.
-  """
-  if not storage.isdir(step_dir):
-    return 'it is missing'
-  for item in ('', 'state', 'metadata'):
-    if not storage.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
-      where = f'{item}/' if item else ''
-      return (f'{where}{COMMIT_MARKER} (the commit marker) is missing: the '
-              'save did not finish')
-  for name in _JSON_FILES:
-    try:
-      with storage.open_file(os.path.join(step_dir, name), 'rb') as f:
-        json.load(f)
-    except (OSError, ValueError) as e:
-      return f'{name} is unreadable ({type(e).__name__}: {e})'
-  return None
 
 
 def _step_dirs(directory: str) -> list[str]:

@@ -46,7 +46,11 @@ SIZE_NAMES = tuple(SIZES)
 
 def mesh_group() -> ml_collections.ConfigDict:
   # Sizes of the (data, fsdp, tensor) mesh; -1 = all remaining devices.
-  return ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1})
+  # num_slices: TPU slices (or GPU hosts) joined by the data-centre network;
+  # data parallelism spans them, fsdp and tensor stay within one (hybrid
+  # mesh). -1 = the slices the devices report (slice_index).
+  return ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1,
+                                    'num_slices': -1})
 
 
 def ckpt_group() -> ml_collections.ConfigDict:

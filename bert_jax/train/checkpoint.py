@@ -29,7 +29,6 @@ What can go wrong on disk, and what this module does about it
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import threading
@@ -45,9 +44,9 @@ import orbax.checkpoint as ocp
 
 from bert_jax import storage
 from bert_jax.data import loader as loader_lib
-# One judge of a committed step, shared with pretrained.load_params (which
-# sits below this layer and reads workdirs too).
-from bert_jax.pretrained import COMMIT_MARKER, step_problem  # pylint: disable=unused-import
+# Re-exported: the checks of a step on disk need no orbax (one judge for the
+# trainer, pretrained.load_params and the launcher's supervisor).
+from bert_jax.checkpoint_steps import COMMIT_MARKER, step_problem  # pylint: disable=unused-import
 
 BROKEN_DIR = 'checkpoints.broken'      # Where broken steps are moved, beside checkpoints/.
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'

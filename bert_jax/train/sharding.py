@@ -10,6 +10,7 @@ dimension) do get FSDP on ``embed``.
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Sequence
 
 from absl import logging
@@ -57,14 +58,75 @@ def mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, int, int]:
 
 
 def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A Mesh with Auto axes (Flax logical constraints need Auto, not Explicit)."""
+  """A Mesh with Auto axes (Flax logical constraints need Auto, not Explicit).
+
+  Devices on several slices (TPU multislice: ``slice_index``), or on several
+  processes when ``mesh.num_slices`` equals the process count (GPU hosts),
+  get a hybrid mesh: ``data`` spans the slices over the data-centre network
+  (DCN), ``fsdp`` and ``tensor`` stay within a slice (ICI / NVLink).
+  """
   devices = list(devices if devices is not None else jax.devices())
   shape = mesh_shape(mesh_config, len(devices))
+  slices, by_process = num_slices(mesh_config, devices)
+  if slices > 1:
+    return Mesh(_hybrid_device_array(shape, slices, devices, by_process), MESH_AXES)
   try:
     device_array = mesh_utils.create_device_mesh(shape, devices=devices)
   except Exception:  # Fake CPU devices or odd topologies: plain reshape.
     device_array = np.asarray(devices).reshape(shape)
   return Mesh(device_array, MESH_AXES)
+
+
+def num_slices(mesh_config: Any, devices: Sequence[Any]) -> tuple[int, bool]:
+  """(slices, whether processes stand for slices) for ``mesh.num_slices``.
+
+  -1 (the default) = as many as the devices' distinct ``slice_index``; an
+  explicit N must match them, or the number of processes (for devices
+  without slice indices, e.g. GPU hosts joined by Ethernet/InfiniBand).
+  """
+  get = getattr(mesh_config, 'get', None)
+  wanted = int(get('num_slices', -1)) if get else -1
+  found = len({getattr(d, 'slice_index', 0) for d in devices})
+  if wanted == -1 or wanted == found:
+    return found, False
+  if wanted < 1:
+    raise ValueError(f'mesh.num_slices={wanted} must be -1 (= the slices the '
+                     'devices are on) or a positive number of slices.')
+  processes = len({getattr(d, 'process_index', 0) for d in devices})
+  if found == 1 and wanted == processes:
+    return wanted, True
+  raise ValueError(
+      f'mesh.num_slices={wanted}, but the {len(devices)} devices are on '
+      f'{found} slice(s) (slice_index) and {processes} process(es): set '
+      f'mesh.num_slices to {found} (or -1).')
+
+
+def _hybrid_device_array(shape: tuple[int, int, int], slices: int,
+                         devices: Sequence[Any], by_process: bool) -> np.ndarray:
+  data, fsdp, tensor = shape
+  unit = 'process' if by_process else 'slice'
+  key = 'process_index' if by_process else 'slice_index'
+  counts = collections.Counter(getattr(d, key, 0) for d in devices)
+  if len(set(counts.values())) > 1:
+    raise ValueError(f'The {unit}s have different device counts '
+                     f'{dict(sorted(counts.items()))}: a hybrid mesh needs '
+                     'equal slices.')
+  if data % slices:
+    raise ValueError(
+        f'mesh (data={data}, fsdp={fsdp}, tensor={tensor}) on {slices} '
+        f'{unit}s: mesh.data must be a multiple of {slices}, since data '
+        'parallelism is the axis across slices and fsdp x tensor must fit '
+        f'within one slice of {len(devices) // slices} devices.')
+  ici = (data // slices, fsdp, tensor)
+  try:
+    return mesh_utils.create_hybrid_device_mesh(
+        ici, (slices, 1, 1), devices, process_is_granule=by_process,
+        allow_split_physical_axes=True)
+  except (ValueError, NotImplementedError, AssertionError) as e:
+    raise ValueError(
+        f'Cannot lay mesh (data={data}, fsdp={fsdp}, tensor={tensor}) over '
+        f'{slices} {unit}s of {len(devices) // slices} devices (data '
+        f'{data // slices} x fsdp {fsdp} x tensor {tensor} within each): {e}') from e
 
 
 def rules_from_config(rules: Any | None) -> tuple[tuple[str, Any], ...]:

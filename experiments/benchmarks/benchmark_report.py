@@ -19,8 +19,9 @@ def result(args, argv: list[str], jax_result: dict, peer: dict | None,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
       'command': ' '.join([os.path.relpath(SCRIPT, REPO)] + argv),
-      'settings': {k: getattr(args, k) for k in (
+      'settings': {k: getattr(args, k, None) for k in (
           'size', 'batch', 'seq_len', 'steps', 'warmup', 'dtype', 'scan_layers',
+          'attention_impl',
           'objective', 'vocab_size', 'max_predictions', 'peak_tflops', 'seed',
           'no_peer', 'flax_python')},
       'machine': {'platform': platform.platform(), 'cpu_count': os.cpu_count(),

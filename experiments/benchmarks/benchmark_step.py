@@ -5,7 +5,8 @@ Usage (from the repository root)::
   python experiments/benchmarks/benchmark_step.py --size tiny --batch 32 --seq_len 128 \
       --steps 20 [--dtype auto|float32|bfloat16] [--scan_layers] \
       [--objective mlm|mlm_nsp|mlm_sop] [--peak_tflops 989] [--json OUT.json] \
-      [--no_peer] [--data synthetic|builtin] [--flax_python PYTHON]
+      [--no_peer] [--data synthetic|builtin] [--flax_python PYTHON] \
+      [--attention_impl xla|cudnn]
 
 The parent process runs each side in a child process (this same script with
 ``--side jax`` or ``--side torch``), so peak memory and thread pools never mix,
@@ -96,6 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="Compute dtype (params stay fp32); 'auto' = the "
                       "trainer's default: bf16 on GPU/TPU, fp32 on CPU.")
   p.add_argument('--scan_layers', action='store_true')
+  p.add_argument('--attention_impl', default='xla', choices=('xla', 'cudnn'),
+                 help="bert_jax's attention: 'cudnn' (fused flash attention "
+                 'on NVIDIA GPUs) needs a 16-bit --dtype.')
   p.add_argument('--objective', default='mlm_nsp', choices=objectives.NAMES)
   p.add_argument('--vocab_size', type=int, default=30522)
   p.add_argument('--data', default='synthetic', choices=('synthetic', 'builtin'),
@@ -235,6 +239,7 @@ def build_jax(args) -> types.SimpleNamespace:
   config.model.vocab_size = args.vocab_size
   config.model.dtype = args.dtype
   config.model.scan_layers = args.scan_layers
+  config.model.attention_impl = args.attention_impl
   config.data.max_seq_length = args.seq_len
   config.data.max_predictions_per_seq = args.max_predictions
   config.train.global_batch_size = args.batch
@@ -368,7 +373,8 @@ def run_child(args, side: str, extra: list[str], python: str = '') -> dict:
            '--max_predictions', str(args.max_predictions),
            '--peak_tflops', str(args.peak_tflops),
            '--torch_device', args.torch_device, '--seed', str(args.seed),
-           '--data', args.data, '--batches_file', args.batches_file] + extra
+           '--data', args.data, '--batches_file', args.batches_file,
+           '--attention_impl', args.attention_impl] + extra
     if args.scan_layers:
       cmd.append('--scan_layers')
     print(f'[benchmark_step] running the {side} side ...', file=sys.stderr,

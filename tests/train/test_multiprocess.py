@@ -3,9 +3,11 @@ each, train through launch.py and match one process with 8 devices."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -109,3 +111,58 @@ def test_two_processes_finetune_like_one(tmp_path):
         np.testing.assert_allclose(a[key][m], b[key][m], atol=1e-5, err_msg=str(key))
   assert os.path.exists(tmp_path / 'two' / 'best' / 'params')
   assert os.path.exists(tmp_path / 'two' / 'predictions' / 'predictions_validation.jsonl')
+
+
+# Long enough that the run is still training when a process is killed.
+KILL_ARGS = [*ARGS, '--config.model.num_layers=1', '--config.train.num_steps=100000',
+             '--config.train.log_every_steps=1',
+             '--config.train.eval_every_steps=100000', '--config.ckpt.every_steps=2',
+             '--config.ckpt.async_save=False', '--heartbeat_timeout_s=5']
+
+
+def _start_two(workdir):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+             JAX_PLATFORMS='cpu')
+  port = _free_port()
+  return [subprocess.Popen(
+      [sys.executable, 'launch.py', '--config=configs/pretrain.py:size=tiny,runlocal',
+       f'--workdir={workdir}', *KILL_ARGS, f'--coordinator_address=localhost:{port}',
+       '--num_processes=2', f'--process_id={i}'],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(2)]
+
+
+def test_one_process_lost_the_other_says_so(tmp_path):
+  """SIGKILL the coordinator of one run and process 1 of another (both runs
+  at once, to share the start-up time): the survivor stops within the
+  heartbeat timeout (5 s here) plus a little, and its last line names the
+  lost process, says to relaunch both and the step the run resumes from."""
+  runs = {victim: _start_two(tmp_path / f'kill{victim}') for victim in (0, 1)}
+  deadline = time.time() + 240
+  killed_at = {}
+  while len(killed_at) < 2 and time.time() < deadline:
+    for victim, procs in runs.items():
+      ckpts = tmp_path / f'kill{victim}' / 'checkpoints'
+      if victim not in killed_at and (ckpts / '2').is_dir() and not any(
+          p.poll() is not None for p in procs):
+        # The supervisor dies and takes its training child with it, as a
+        # lost VM would.
+        procs[victim].send_signal(signal.SIGKILL)
+        killed_at[victim] = time.time()
+    time.sleep(0.2)
+  assert len(killed_at) == 2, [p.poll() for ps in runs.values() for p in ps]
+  for victim, procs in runs.items():
+    survivor = procs[1 - victim]
+    out, err = survivor.communicate(timeout=60)
+    waited = time.time() - killed_at[victim]
+    last = err.strip().splitlines()[-1]
+    print(f'kill process {victim}: the survivor exited {survivor.returncode} '
+          f'after {waited:.1f} s: {last}')
+    assert survivor.returncode == 75, err[-3000:]
+    assert waited < 30
+    assert last.startswith(f'error: process {1 - victim} stopped because '
+                           f'process {victim}'), last
+    assert 'Relaunch all 2 processes' in last
+    steps = [int(s) for s in os.listdir(tmp_path / f'kill{victim}' / 'checkpoints')
+             if s.isdigit()]
+    assert f'resumes from step {max(steps)}' in last, (last, steps)
