@@ -32,7 +32,7 @@ WINDOW = 4096          # texts tokenized and packed together
 MAX_LAG = 2            # windows a partly filled batch may wait
 QUEUE_DEPTH = 8        # producer messages in flight
 DEFAULT_PACK_LENGTH = 128
-DEFAULT_BATCH_TOKENS = 2048
+DEFAULT_BATCH_TOKENS = 1024  # 8 rows of 128: measured as fast as 2048, and less memory
 
 
 class _Window:
