@@ -5,6 +5,7 @@ The public API (``bert_jax/api.py``; docs/guide.md)::
   import bert_jax
   bert = bert_jax.load_pretrained('ckpt/minilm')    # model, params, tokenizer
   encoder = bert_jax.load_encoder('ckpt/minilm')    # texts -> arrays
+  bert_jax.encode_to_file(encoder, texts, 'vectors.npy')  # a stream -> disk
   bert_jax.convert_from_hf('hf_folder', 'ckpt/mine')
   bert_jax.finetune('runs/x', 'task=local_classification', {...overrides})
   bert_jax.pretrain('runs/y', 'size=tiny,runlocal', {...overrides})
@@ -18,8 +19,9 @@ import importlib
 __version__ = '0.1.0'
 
 # Name -> the module that defines it; all of them live in bert_jax.api.
-_API = ('Encoder', 'Pretrained', 'convert_from_hf', 'finetune', 'load_encoder',
-        'load_pretrained', 'make_config', 'pretrain')
+_API = ('Encoder', 'Pretrained', 'convert_from_hf', 'encode_to_file',
+        'finetune', 'load_encoder', 'load_pretrained', 'make_config',
+        'pretrain')
 __all__ = list(_API)
 
 

