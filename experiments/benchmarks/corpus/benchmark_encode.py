@@ -1,9 +1,9 @@
 """Encode a corpus: ``python -m bert_jax.encode`` against sentence-transformers
 and a sorted transformers loop, on the same MiniLM checkpoint, in one run.
 
-  python -m experiments.benchmarks.benchmark_encode            # 10,000 texts
-  python -m experiments.benchmarks.benchmark_encode --texts 20000 --repeats 2
-  python -m experiments.benchmarks.benchmark_encode --rss_sizes 10000,50000
+  python -m experiments.benchmarks.corpus.benchmark_encode            # 10,000 texts
+  python -m experiments.benchmarks.corpus.benchmark_encode --texts 20000 --repeats 2
+  python -m experiments.benchmarks.corpus.benchmark_encode --rss_sizes 10000,50000
 
 The texts are real sentences: the builtin corpus (the docstrings of Python's
 standard library, split into sentences, duplicates dropped), the first
@@ -190,7 +190,7 @@ def main(argv=None) -> dict:
         seconds = wall
       else:
         wall, rss, rc = run_process(
-            [sys.executable, '-m', 'experiments.benchmarks.benchmark_encode',
+            [sys.executable, '-m', 'experiments.benchmarks.corpus.benchmark_encode',
              '--child', side, '--corpus', corpus_n, '--texts', str(n),
              '--out', outs[side], '--threads', str(args.threads),
              '--max_length', str(args.max_length), '--hf_dir', args.hf_dir])
