@@ -189,9 +189,13 @@ def test_training_workdir_accepted(ckpt, encoder, tmp_path):
   shutil.copytree(os.path.join(ckpt, 'tokenizer'), workdir / 'tokenizer')
   shutil.copy(os.path.join(ckpt, 'model_config.json'), workdir)
   params, _ = pretrained.load_pretrained(ckpt)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(workdir / 'checkpoints' / '7' / 'state',
-               {'params': params, 'step': np.int32(7)})
+  # A committed step as the trainer's CheckpointManager writes it (load_params
+  # reads only committed steps).
+  with ocp.CheckpointManager(workdir / 'checkpoints') as manager:
+    manager.save(7, args=ocp.args.Composite(
+        state=ocp.args.StandardSave({'params': params, 'step': np.int32(7)}),
+        metadata=ocp.args.JsonSave({'step': 7})))
+    manager.wait_until_finished()
   out = encode.load_encoder(str(workdir), batch_size=4)(['Hello world!'])
   want = encoder(['Hello world!'])
   np.testing.assert_array_equal(out['pooler_output'], want['pooler_output'])

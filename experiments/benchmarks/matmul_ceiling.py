@@ -72,7 +72,7 @@ def main() -> None:
   for side, rates in result.items():
     print(f'{side:>6} GFLOP/s: ' + ', '.join(
         f'{name} {rate:.0f}' for name, rate in rates.items()))
-  print(json.dumps({side: {k: round(v, 1) for k, v in r.items()}
+  print(json.dumps({side: {k: float(f"{v:.3g}") for k, v in r.items()}
                     for side, r in result.items()}))
 
 
