@@ -173,3 +173,33 @@ def test_beam_direct_runner_writes_what_the_local_runner_does(
                              '--direct_running_mode=multi_threading'])
   assert beam['run']['runner'] == 'beam' and local['run']['runner'] == 'local'
   assert _records(tmp_path / 'local') == _records(tmp_path / 'beam')
+
+
+def test_sigkill_mid_run_then_rerun_ends_as_an_uninterrupted_run(
+    real_vocab_path, tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  corpus = tmp_path / 'corpus.txt'
+  doc = 'A sentence about the weather today.\nAnother one follows it here.\n\n'
+  corpus.write_text(doc * 4000)  # ~260 KB: 64 units of 4 KiB
+  args = ['--corpus', str(corpus), '--tokenizer', real_vocab_path,
+          '--unit_mb', '0.004', '--workers', '1', '--quiet']
+  full = tmp_path / 'full'
+  prepare.main([*args, '--out', str(full)])
+  cut = tmp_path / 'cut'
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'bert_jax.data.pretrain.prepare', *args,
+       '--out', str(cut)], stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+  deadline = time.time() + 120
+  while time.time() < deadline and not os.path.exists(
+      unit_job.marker_path(str(cut), 5)):
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (cut / prepare.META_FILE).exists()  # Killed before the end.
+  meta = prepare.main([*args, '--out', str(cut)])
+  assert 6 <= meta['run']['units_reused'] < meta['units']
+  assert _records(cut) == _records(full)
