@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from bert_jax.data.pretrain import packing
 from bert_jax.models.encoder import BertEncoder
 from bert_jax.text.base import truncate_longest_first
 
@@ -79,31 +80,11 @@ def assign_rows(lengths_N: np.ndarray, length: int, max_per_row: int
                 ) -> list[list[int]]:
   """Rows of text indices, each at most LENGTH tokens and MAX_PER_ROW texts.
 
-  Best-fit decreasing (longest text first, into the open row it fills most
-  tightly), as pretraining's packing: on short sentences rows come out ~99.7%
-  full, against ~93% for largest-first topped up with the smallest.
+  Pretraining's best-fit decreasing (`bert_jax.data.pretrain.packing`): on
+  short sentences rows come out ~99.7% full, against ~93% for largest-first
+  topped up with the smallest.
   """
-  order = np.argsort(-lengths_N, kind='stable')
-  rows: list[list[int]] = []
-  # free[c]: open rows with exactly c free positions.
-  free: list[list[int]] = [[] for _ in range(length + 1)]
-  space: list[int] = []
-  for i in order.tolist():
-    n = int(lengths_N[i])
-    row = -1
-    for c in range(n, length + 1):
-      if free[c]:
-        row = free[c].pop()
-        break
-    if row < 0:
-      row = len(rows)
-      rows.append([])
-      space.append(length)
-    rows[row].append(i)
-    space[row] -= n
-    if len(rows[row]) < max_per_row and space[row] > 0:
-      free[space[row]].append(row)
-  return rows
+  return packing.assign_rows(lengths_N, length, max_per_row)
 
 
 def row_arrays(rows: Sequence[Sequence[tuple[np.ndarray, np.ndarray | None]]],

@@ -248,8 +248,12 @@ def exclude_sentences(docs: Iterable[Sequence[str]], excluded: set[str]
 # --- Local files. ---
 
 
-def _file_documents(spec: str) -> Iterator[list[str]]:
-  """Documents from BERT-format text files named by paths/globs."""
+def resolve_paths(spec: str) -> list[str]:
+  """The files a path/glob spec (comma-separated parts) names, in order.
+
+  Raises:
+    InputFileNotFoundError: A part that matches no file.
+  """
   paths = []
   for part in spec.split(','):
     part = part.strip()
@@ -258,11 +262,17 @@ def _file_documents(spec: str) -> Iterator[list[str]]:
       continue
     matches = storage.glob(part) if storage.has_magic(part) else (
         [part] if storage.exists(part) else [])
-    matches = [p for p in matches if storage.isfile(p)]
+    matches = sorted(p for p in matches if storage.isfile(p))
     if not matches:
       raise InputFileNotFoundError(
           f'corpus file or glob {part!r} matches no file')
     paths.extend(matches)
+  return paths
+
+
+def _file_documents(spec: str) -> Iterator[list[str]]:
+  """Documents from BERT-format text files named by paths/globs."""
+  paths = resolve_paths(spec)
   for path in paths:
     doc, lines = [], 0
     # BOM, CRLF (strip() drops the '\r'), binary files: see text_files.

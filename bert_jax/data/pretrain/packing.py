@@ -30,9 +30,13 @@ PACKED_FEATURES = ('input_ids', 'token_type_ids', 'attention_mask', 'word_ids',
                    'position_ids', 'nsp_label', 'cls_positions', 'cls_weight')
 
 
-def _assign(lengths_N: np.ndarray, length: int, max_per_row: int
-            ) -> list[list[int]]:
-  """Best-fit decreasing: rows as lists of example indices."""
+def assign_rows(lengths_N: np.ndarray, length: int, max_per_row: int
+                ) -> list[list[int]]:
+  """Best-fit decreasing: rows as lists of example indices.
+
+  Longest first, each into the open row it fills most tightly; a row takes at
+  most MAX_PER_ROW examples and LENGTH positions. Also packs `encode`'s texts.
+  """
   order = np.argsort(-lengths_N, kind='stable')
   rows: list[list[int]] = []
   # free[c]: rows with exactly c free positions (and room for one more example).
@@ -78,7 +82,7 @@ def pack(examples: dict[str, np.ndarray], max_per_row: int, seed: int = 0
   ids_NL = examples['input_ids']
   length = ids_NL.shape[1]
   lengths_N = examples['attention_mask'].astype(bool).sum(1)
-  rows = _assign(lengths_N, length, max_per_row)
+  rows = assign_rows(lengths_N, length, max_per_row)
   order = np.random.RandomState(seed).permutation(len(rows))
   rows = [rows[r] for r in order]
   m, k = len(rows), max_per_row

@@ -32,7 +32,7 @@ from bert_jax import storage
 from bert_jax.data import text_files
 from bert_jax.data import tfds_source
 from bert_jax.data.pretrain import corpora
-from bert_jax.errors import InputFileNotFoundError, UserInputError
+from bert_jax.errors import UserInputError
 
 Unit = dict[str, Any]
 
@@ -60,7 +60,7 @@ def plan(spec: str, *, unit_bytes: int = 4 << 20,
   if spec and (not corpora._SCHEME_RE.match(spec)  # pylint: disable=protected-access
                or spec.split('://', 1)[0] in storage.URI_SCHEMES):
     units = []
-    for path in _paths(spec):
+    for path in corpora.resolve_paths(spec):
       units.extend(_plan_file(path, unit_bytes))
     return units
   raise UserInputError(f'unknown corpus spec {spec!r}; valid forms: ' +
@@ -101,23 +101,6 @@ def read_documents(unit: Unit, stats: dict[str, int], *,
 
 
 # --- Text files. ---
-
-
-def _paths(spec: str) -> list[str]:
-  paths = []
-  for part in spec.split(','):
-    part = part.strip()
-    part = part if storage.is_uri(part) else os.path.expanduser(part)
-    if not part:
-      continue
-    matches = storage.glob(part) if storage.has_magic(part) else (
-        [part] if storage.exists(part) else [])
-    matches = sorted(p for p in matches if storage.isfile(p))
-    if not matches:
-      raise InputFileNotFoundError(
-          f'corpus file or glob {part!r} matches no file')
-    paths.extend(matches)
-  return paths
 
 
 def _plan_file(path: str, unit_bytes: int) -> list[Unit]:
