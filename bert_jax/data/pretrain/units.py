@@ -152,7 +152,8 @@ def _file_unit_documents(unit, stats, invalid_utf8, max_line_bytes):
   del raw
   doc = []
   for line in text.split('\n'):
-    if len(line) > max_line_bytes and len(line.encode()) > max_line_bytes:
+    # A character is at most 4 bytes: encode only lines that may be too long.
+    if len(line) * 4 > max_line_bytes and len(line.encode()) > max_line_bytes:
       stats['long_lines'] += 1
       continue
     line = line.strip()

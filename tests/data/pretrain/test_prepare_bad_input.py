@@ -91,3 +91,11 @@ def test_an_eval_fraction_that_holds_out_nothing(tmp_path, real_vocab_path,
   err = _fails(capsys, corpus, real_vocab_path, tmp_path / 'a',
                '--eval_fraction', '1e-6')
   assert '--eval_fraction=1e-06 held out none of the 2 documents' in err
+
+
+def test_max_line_bytes_counts_bytes_not_characters(tmp_path, real_vocab_path):
+  corpus = tmp_path / 'cjk.txt'
+  corpus.write_text(GOOD + '中' * 400 + '\n\n' + GOOD)  # 400 chars, 1,200 bytes
+  meta = _run(corpus, real_vocab_path, tmp_path / 'out', '--max_line_bytes',
+              '1000')
+  assert meta['long_lines'] == 1
