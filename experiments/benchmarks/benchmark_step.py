@@ -92,10 +92,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--steps', type=int, default=20, help='Timed steps.')
   p.add_argument('--warmup', type=int, default=2,
                  help='Untimed steps after the first (compiling) one.')
-  p.add_argument('--dtype', default='auto',
-                 choices=('auto', 'float32', 'bfloat16'),
-                 help="Compute dtype (params stay fp32); 'auto' = the "
-                      "trainer's default: bf16 on GPU/TPU, fp32 on CPU.")
+  p.add_argument('--dtype', default='auto', choices=('auto', 'float32', 'bfloat16'),
+                 help="Compute dtype (params stay fp32); 'auto' = the trainer's "
+                      'default: bf16 on GPU/TPU, fp32 on CPU.')
   p.add_argument('--scan_layers', action='store_true')
   p.add_argument('--attention_impl', default='xla', choices=('xla', 'cudnn'),
                  help="bert_jax's attention: 'cudnn' (fused flash attention "
@@ -370,8 +369,8 @@ def run_child(args, side: str, extra: list[str], python: str = '') -> dict:
            '--seq_len', str(args.seq_len), '--steps', str(args.steps),
            '--warmup', str(args.warmup), '--objective', args.objective,
            '--vocab_size', str(args.vocab_size),
-           '--max_predictions', str(args.max_predictions),
-           '--peak_tflops', str(args.peak_tflops),
+           '--max_predictions', str(args.max_predictions), '--peak_tflops',
+           str(args.peak_tflops),
            '--torch_device', args.torch_device, '--seed', str(args.seed),
            '--data', args.data, '--batches_file', args.batches_file,
            '--attention_impl', args.attention_impl] + extra
