@@ -81,17 +81,23 @@ def parse_fields(body: str) -> dict[str, str]:
   return out
 
 
-def markers(root: str, files: list[str] | None = None) -> list[Marker]:
-  """Every marker of FILES (default: README.md and docs/*.md under ROOT)."""
+def _docs(root: str, files: list[str] | None):
+  """(path relative to ROOT, prose) of FILES (default: README.md and
+  docs/*.md); missing files are skipped."""
   if files is None:
     files = ['README.md'] + sorted(
         os.path.relpath(p, root) for p in glob.glob(os.path.join(root, 'docs', '*.md')))
-  out = []
   for rel in files:
     path = os.path.join(root, rel)
-    if not os.path.exists(path):
-      continue
-    text = _prose(open(path, encoding='utf-8').read())
+    if os.path.exists(path):
+      with open(path, encoding='utf-8') as f:
+        yield rel, _prose(f.read())
+
+
+def markers(root: str, files: list[str] | None = None) -> list[Marker]:
+  """Every marker of FILES (default: README.md and docs/*.md under ROOT)."""
+  out = []
+  for rel, text in _docs(root, files):
     for m in MARKER.finditer(text):
       line = text.count('\n', 0, m.start()) + 1
       try:
@@ -105,15 +111,8 @@ def markers(root: str, files: list[str] | None = None) -> list[Marker]:
 def unmarked_sections(root: str, files: list[str] | None = None) -> list[tuple[str, int, str]]:
   """(file, line, heading) of results sections (heading says "measured" or
   has a date) that hold a markdown table but no marker."""
-  if files is None:
-    files = ['README.md'] + sorted(
-        os.path.relpath(p, root) for p in glob.glob(os.path.join(root, 'docs', '*.md')))
   out = []
-  for rel in files:
-    path = os.path.join(root, rel)
-    if not os.path.exists(path):
-      continue
-    text = _prose(open(path, encoding='utf-8').read())
+  for rel, text in _docs(root, files):
     heads = list(_HEADING.finditer(text))
     for i, h in enumerate(heads):
       body = text[h.end():heads[i + 1].start() if i + 1 < len(heads) else len(text)]
