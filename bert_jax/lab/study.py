@@ -24,7 +24,8 @@ A study file (experiments/studies/*.py) names:
   checkpoint is evaluated (``eval_only``, no training) on its held-out
   documents at each of these ``data.max_seq_length`` values, in
   ``ROOT/eval_length/L<N>/`` (same trial names); ``EVAL_MASK_RATE`` (default
-  0.15) sizes ``data.max_predictions_per_seq`` at each length. A length past
+  0.15) is every evaluation's ``data.mask_rate``, whatever the variant trained
+  with, and sizes ``data.max_predictions_per_seq`` at each length. A length past
   a variant's position table (learned or sinusoidal rows) is not run: the
   report says n/a.
 
@@ -297,7 +298,7 @@ def length_trials(study: Study, pretrained: list[trials_lib.Trial], pretrain_roo
         continue
       runs[n].append(trials_lib.Trial(p.name, p.entry, p.seed, p.base, {
           **p.overrides, 'init_from': pdir, 'eval_only': True,
-          'data.max_seq_length': n,
+          'data.max_seq_length': n, 'data.mask_rate': study.eval_mask_rate,
           'data.max_predictions_per_seq': max(1, int(round(study.eval_mask_rate * n)))},
           p.common))
   return runs, na

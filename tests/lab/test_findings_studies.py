@@ -121,7 +121,8 @@ def test_modern_vs_bert_study(tmp_path, in_process):
                 "SUITE[0]['builtin_topics'] = {'num_classes': 2, 'train': 16, 'dev': 8}\n"
                 "SUITE[0]['overrides'].update({'train.num_epochs': 1.0, "
                 "'train.global_batch_size': 8, 'train.log_every_steps': 1, "
-                "'train.eval_every_steps': 2})\n")
+                "'train.eval_every_steps': 2})\n"
+                "PRETRAIN['optim.warmup_steps'] = 2\n")
   root = tmp_path / 'r'
   assert study.main(['--study', spec, '--root', str(root), '--seeds', '1']) == 0
   cfgs = {n: json.load(open(root / 'pretrain' / n / 'config.json'))
@@ -134,6 +135,15 @@ def test_modern_vs_bert_study(tmp_path, in_process):
   assert cfgs['modern']['data']['mask_rate'] == 0.3
   assert cfgs['modern']['data']['max_predictions_per_seq'] == 20
   assert cfgs['bert']['data']['max_predictions_per_seq'] == 10
+  # The same seconds: modern, slower per step, gets fewer steps (4 / 1.29).
+  assert cfgs['bert']['train']['num_steps'] == 4
+  assert cfgs['modern']['train']['num_steps'] == 3
+  # Both final checkpoints evaluated alike: length 64, 15% masking.
+  evals = {w: f for d, w, f in in_process if d == 'L64'}
+  assert set(evals) == {'bert', 'modern'}
+  for name in ('bert', 'modern'):
+    ev = json.load(open(root / 'eval_length' / 'L64' / name / 'config.json'))
+    assert ev['data']['mask_rate'] == 0.15 and ev['data']['max_predictions_per_seq'] == 10
   ft = {w for d, w, _ in in_process if d == 'topics120'}
   assert ft == {'bert', 'modern', 'random_init'}
   assert '| modern |' in (root / 'study.md').read_text()
