@@ -6,6 +6,7 @@ when the BiLSTM is on, else hidden) and ``pooled_output`` [B, D].
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -47,7 +48,14 @@ class Embeddings(nn.Module):
     elif c.position_embedding == 'sinusoidal':
       table = jnp.asarray(layers.sinusoidal_table(c.max_position_embeddings,
                                                   c.hidden_size))
-      x_BLD = x_BLD + table[positions_BL].astype(x_BLD.dtype)
+      # sin/cos of amplitude 1 beside word rows of std initializer_range would
+      # drown the token after the LayerNorm. A learned scalar gain (Cramming's
+      # "scaled sinusoidal") starts the table at the learned table's scale: RMS
+      # initializer_range (a sin/cos column has RMS 1/sqrt(2)).
+      scale = self.param('position_scale', nn.with_logical_partitioning(
+          nn.initializers.constant(c.initializer_range * math.sqrt(2.0)), ()),
+          (), pdtype)
+      x_BLD = x_BLD + (scale * table[positions_BL]).astype(x_BLD.dtype)
     if c.type_vocab_size > 0:
       x_BLD = x_BLD + emb(c.type_vocab_size, (None, 'embed'),
                           'token_type_embeddings')(token_type_ids_BL)

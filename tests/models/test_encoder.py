@@ -243,3 +243,24 @@ def test_task_heads_shapes():
     assert out[key].dtype == jnp.float32
   with pytest.raises(ValueError, match='choose one of'):
     make_model('seq2seq', c)
+
+
+@pytest.mark.parametrize('kind', ['learned', 'sinusoidal'])
+def test_position_table_does_not_drown_the_token_at_init(kind):
+  """After the embedding LayerNorm, different tokens at one position stay
+  apart at init. A fixed sin/cos table of amplitude 1 beside word embeddings
+  of std 0.02 made them all alike (cosine ~1): the model first had to grow
+  its word table ~35x, and at 400 steps sinusoidal sat at the frequency
+  plateau in the length study (docs/findings.md, finding 2)."""
+  from bert_jax.models.encoder import Embeddings  # pylint: disable=g-import-not-at-top
+  c = tiny(position_embedding=kind, hidden_dropout=0.0)
+  ids = np.arange(5, 5 + 32, dtype=np.int32)[None]       # 32 different tokens,
+  positions = np.full_like(ids, 7)                         # all at position 7.
+  types = np.zeros_like(ids)
+  m = Embeddings(c)
+  variables = m.init(jax.random.key(0), ids, types, positions, True)
+  x = np.asarray(m.apply(variables, ids, types, positions, True)[0], np.float64)
+  x /= np.linalg.norm(x, axis=-1, keepdims=True)
+  cos = x @ x.T
+  mean_off_diagonal = (cos.sum() - np.trace(cos)) / (32 * 31)
+  assert mean_off_diagonal < 0.8, mean_off_diagonal
