@@ -3,6 +3,9 @@
 * ``learning_curves``: per entry, train loss and the eval metric against the
   step, read from each trial's ``metrics.jsonl``: the mean over seeds as a
   line, +- one standard deviation as a band (only at steps every seed logged).
+* ``time_curves``: the same against training seconds (the trainer's logged
+  ``steps_per_sec``, summed; compilation and evaluation not counted), where a
+  variant slower per step must still lead at the other's wall time.
 * ``bars``: the final metric per entry, mean with the 95% interval as error bar.
 * ``heatmap``: the mean metric over a two-field grid.
 """
@@ -34,6 +37,11 @@ def read_curve(path: str, split: str, key: str) -> dict[int, float]:
   return out
 
 
+def _interp(seconds: dict[int, float], step: int) -> float:
+  keys = sorted(seconds)
+  return float(np.interp(step, keys, [seconds[k] for k in keys]))
+
+
 def _band(curves: list[dict[int, float]]):
   steps = sorted(set.intersection(*(set(c) for c in curves)))
   if not steps:
@@ -42,9 +50,24 @@ def _band(curves: list[dict[int, float]]):
   return np.array(steps), ys.mean(0), ys.std(0, ddof=1) if len(curves) > 1 else None
 
 
+def train_seconds(path: str) -> dict[int, float]:
+  """{step: training seconds up to it} of a metrics.jsonl, from the train
+  records' ``steps_per_sec`` (each over the steps since the record before);
+  {} if none logged it."""
+  sps = read_curve(path, 'train', 'steps_per_sec')
+  out, prev, total = {}, 0, 0.0
+  for step in sorted(sps):
+    if sps[step] > 0:
+      total += (step - prev) / sps[step]
+    out[step], prev = total, step
+  return out
+
+
 def learning_curves(groups: list[dict[str, Any]], root: str, metric: str | None,
-                    path: str) -> bool:
-  """Writes the learning-curve figure to PATH; False when no trial logged anything."""
+                    path: str, x: str = 'step') -> bool:
+  """Writes the learning-curve figure to PATH; False when no trial logged
+  anything. X: 'step', or 'seconds' (``train_seconds``; the mean over seeds
+  of the seconds each logged step was reached at)."""
   panels = [('train', 'loss', 'train loss')]
   eval_key = metric.split('/')[-1] if metric else None
   if eval_key:
@@ -54,12 +77,17 @@ def learning_curves(groups: list[dict[str, Any]], root: str, metric: str | None,
   drawn = False
   for ax, (split, key, title) in zip(axes[0], panels):
     for g in groups:
-      curves = [c for t in g['trials'] if (c := read_curve(
-          os.path.join(root, t['name'], 'metrics.jsonl'), split, key))]
+      files = [os.path.join(root, t['name'], 'metrics.jsonl') for t in g['trials']]
+      curves = [c for f in files if (c := read_curve(f, split, key))]
       band = _band(curves) if curves else None
       if band is None:
         continue
       steps, mean, std = band
+      if x == 'seconds':
+        secs = [train_seconds(f) for f in files if read_curve(f, split, key)]
+        if not all(secs):
+          continue
+        steps = np.mean([[_interp(s, step) for step in steps] for s in secs], axis=0)
       line, = ax.plot(steps, mean, marker='o' if len(steps) < 6 else None,
                       label=f'{g["name"]} (n={len(curves)})')
       if std is not None:
@@ -67,7 +95,7 @@ def learning_curves(groups: list[dict[str, Any]], root: str, metric: str | None,
                         color=line.get_color())
       drawn = True
     ax.set_title(title)
-    ax.set_xlabel('step')
+    ax.set_xlabel('training seconds' if x == 'seconds' else 'step')
     ax.grid(alpha=0.3)
   if drawn:
     axes[0][0].legend(fontsize=7)

@@ -255,6 +255,9 @@ def write_report(path: str, root: str, title: str, table_md: str,
     print(f'note: {_NO_PLOTS}', file=sys.stderr)  # The table alone, then.
   add('learning_curves.png', 'Learning curves (mean over seeds, band ±1 std)',
       lambda p: plots.learning_curves(groups, root, metric, p))
+  add('learning_curves_seconds.png', 'Learning curves against training seconds '
+      '(logged steps/s summed; compilation and evaluation not counted)',
+      lambda p: plots.learning_curves(groups, root, metric, p, x='seconds'))
   if metric:
     add('final_metric.png', f'Final {metric} (mean, error bars: 95% CI)',
         lambda p: plots.bars(groups, metric, baseline, p))
