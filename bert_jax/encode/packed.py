@@ -119,14 +119,15 @@ class PackedForward:
   """The jitted packed forward pass of an ``Encoder``, over a device mesh.
 
   Rows are split over the mesh's 'data' axis (every device gets B / n rows);
-  parameters are replicated.
+  parameters are replicated. The mesh holds this process's devices only: in
+  a multi-process run each process encodes its own texts (``hosts``).
   """
 
   def __init__(self, encoder, pooling: str, token_states: bool = False,
                devices: Sequence[jax.Device] | None = None):
     if pooling not in STREAM_POOLING:
       raise ValueError(f'pooling={pooling!r}; choose one of {STREAM_POOLING}.')
-    devices = list(jax.devices() if devices is None else devices)
+    devices = list(jax.local_devices() if devices is None else devices)
     self.mesh = Mesh(np.array(devices), ('data',))
     self.num_devices = len(devices)
     self.pooling = pooling
