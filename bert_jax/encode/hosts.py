@@ -31,7 +31,7 @@ def initialize(coordinator_address: str | None = None,
                num_processes: int | None = None,
                process_id: int | None = None) -> None:
   """``jax.distributed.initialize`` when asked or a cluster is detected."""
-  if not (coordinator_address or any(os.environ.get(k)
+  if jax.distributed.is_initialized() or not (coordinator_address or any(os.environ.get(k)
                                      for k in _MULTIPROCESS_ENV) or
           os.environ.get('SLURM_NTASKS', '1') not in ('', '1')):
     return

@@ -41,7 +41,7 @@ from bert_jax.errors import UserInputError
 DEFAULT_SHARD_SIZE = 100_000
 SUMMARY = 'summary.process-{:05d}.json'  # one per process, merged at the end
 # Summed over the processes.
-_COUNTS = ('tokens', 'truncated', 'empty_texts', 'slots')
+_COUNTS = ('encoded', 'tokens', 'truncated', 'empty_texts', 'slots')
 
 
 def _shapes(encoder, token_states: bool) -> dict[str, tuple[tuple[int, ...],
@@ -193,7 +193,9 @@ def encode_to_file(encoder, texts: Iterable[Any], output: str,
   Returns:
     The summary (also stored in meta.json for a folder output): num_texts,
     dim, tokens, truncated, empty_texts, padding_share, resumed_from (texts
-    of complete shards found), processes.
+    of complete shards found), encoded, processes. With several processes
+    process 0 returns the whole run's; the others, their own counts (but
+    num_texts is the output's).
   """
   if shard_size < 1:
     raise UserInputError(f'--shard_size={shard_size}: must be >= 1.')
@@ -230,6 +232,7 @@ def encode_to_file(encoder, texts: Iterable[Any], output: str,
   if progress is not None:
     progress.close()
   summary['resumed_from'] = mine
+  summary['encoded'] = summary['num_texts']
   writers.write_json(os.path.join(folder, SUMMARY.format(index)), summary)
   hosts.barrier('bert_jax.encode: shards written')
   if index == 0:
