@@ -98,6 +98,23 @@ def test_cli_text_file_glob_and_several_inputs(ckpt, encoder, tmp_path,
   assert 'exists; pass --overwrite' in capsys.readouterr().err
   assert encode.main(argv + ['--overwrite']) == 0
   assert np.load(out).shape == (4, 384)
+  assert capsys.readouterr().err == ''  # --quiet: no progress line
+  argv.remove('--quiet')
+  assert encode.main(argv + ['--overwrite']) == 0
+  err = capsys.readouterr().err
+  assert err.startswith('encode: 4/4 texts, ') and 'texts/s' in err, err
+
+
+def test_progress_line():
+  import io  # pylint: disable=g-import-not-at-top
+  from bert_jax.encode.progress import Progress  # pylint: disable=g-import-not-at-top
+  out = io.StringIO()
+  p = Progress(total=100, interval=0, stream=out, start_at=20)
+  p.update(30)
+  p.close()
+  line = out.getvalue().splitlines()[0]
+  assert line.startswith('encode: 50/100 texts, ') and 'texts/s, ETA ' in line
+  assert len(out.getvalue().splitlines()) == 1  # close repeats no count
 
 
 def test_tsv_csv_jsonl_fields_and_pairs(encoder, tmp_path):
