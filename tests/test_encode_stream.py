@@ -359,3 +359,27 @@ def test_vectors_equal_transformers(ckpt, tmp_path):
         x = model(**tok(t, return_tensors='pt')).last_hidden_state[0].numpy()
       ref = x.mean(0) if pooling == 'mean' else x[0]
       assert np.abs(got[i] - ref).max() <= 1e-4, (pooling, i)
+
+
+def test_encoder_encode_returns_only_what_is_asked(encoder):
+  vectors = encoder.encode(TEXTS)
+  assert isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
+  assert vectors.shape == (10, 384)
+  np.testing.assert_allclose(vectors, want(encoder, TEXTS), atol=TOL)
+  pairs = [('Hello world!', 'Short one.'), ['Seven.', '']]
+  np.testing.assert_allclose(encoder.encode(iter(pairs), 'cls'),
+                             want(encoder, pairs, 'cls'), atol=TOL)
+  # Calls after the first reuse the compiled forward pass.
+  fwd = stream.packed.PackedForward.cached(encoder, 'mean')
+  traces = fwd.trace_count
+  assert encoder.encode(TEXTS[:2]).shape == (2, 384)
+  assert fwd.trace_count == traces
+  assert encoder.encode([]).shape == (0, 384)
+  out = encoder.encode(TEXTS[:3], token_states=True)
+  ref = encoder(TEXTS[:3], pooling='mean')
+  assert sorted(out) == ['attention_mask', 'token_states', 'vectors']
+  np.testing.assert_allclose(out['vectors'], ref['pooled'], atol=TOL)
+  np.testing.assert_array_equal(out['token_states'], ref['last_hidden_state'])
+  np.testing.assert_array_equal(out['attention_mask'], ref['attention_mask'])
+  with pytest.raises(ValueError, match='pooling'):
+    encoder.encode(TEXTS, 'none')

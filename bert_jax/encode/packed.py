@@ -141,6 +141,18 @@ class PackedForward:
     self._rows = NamedSharding(self.mesh, PartitionSpec('data'))
     self._fn = jax.jit(self._impl)
 
+  @classmethod
+  def cached(cls, encoder, pooling: str, token_states: bool = False,
+             devices: Sequence[jax.Device] | None = None) -> 'PackedForward':
+    """The ENCODER's one for these arguments, so later calls reuse its
+    compilations (and its copy of the parameters)."""
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    cache = encoder.__dict__.setdefault('_packed_forwards', {})
+    key = (pooling, token_states, devices)
+    if key not in cache:
+      cache[key] = cls(encoder, pooling, token_states, devices)
+    return cache[key]
+
   def _impl(self, params, ids_BR, types_BR, seg_BR, pos_BR, starts_BK):
     self.trace_count += 1  # Python side effect: runs once per trace
     out = self._model.apply({'params': params}, ids_BR, types_BR, seg_BR,
