@@ -366,7 +366,7 @@ def test_encoder_encode_returns_only_what_is_asked(encoder):
   assert isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
   assert vectors.shape == (10, 384)
   np.testing.assert_allclose(vectors, want(encoder, TEXTS), atol=TOL)
-  pairs = [('Hello world!', 'Short one.'), ['Seven.', '']]
+  pairs = [('Hello world!', 'Short one.'), ['Seven.', ''], 'not a pair']
   np.testing.assert_allclose(encoder.encode(iter(pairs), 'cls'),
                              want(encoder, pairs, 'cls'), atol=TOL)
   # Calls after the first reuse the compiled forward pass.
