@@ -98,6 +98,23 @@ def test_cli_text_file_glob_and_several_inputs(ckpt, encoder, tmp_path,
   assert 'exists; pass --overwrite' in capsys.readouterr().err
   assert encode.main(argv + ['--overwrite']) == 0
   assert np.load(out).shape == (4, 384)
+  assert capsys.readouterr().err == ''  # --quiet: no progress line
+  argv.remove('--quiet')
+  assert encode.main(argv + ['--overwrite']) == 0
+  err = capsys.readouterr().err
+  assert err.startswith('encode: 4/4 texts, ') and 'texts/s' in err, err
+
+
+def test_progress_line():
+  import io  # pylint: disable=g-import-not-at-top
+  from bert_jax.encode.progress import Progress  # pylint: disable=g-import-not-at-top
+  out = io.StringIO()
+  p = Progress(total=100, interval=0, stream=out, start_at=20)
+  p.update(30)
+  p.close()
+  line = out.getvalue().splitlines()[0]
+  assert line.startswith('encode: 50/100 texts, ') and 'texts/s, ETA ' in line
+  assert len(out.getvalue().splitlines()) == 1  # close repeats no count
 
 
 def test_tsv_csv_jsonl_fields_and_pairs(encoder, tmp_path):
@@ -141,31 +158,38 @@ def test_tfds_input(encoder, tmp_path):
       list(inputs.iter_texts(srcs, ('title',)))
 
 
+def _interrupted(texts, after):
+  yield from texts[:after]
+  raise KeyboardInterrupt
+
+
+# One row a batch, so every window is done before the interruption.
+ONE_ROW = dict(SMALL, window=2, batch_tokens=16)
+
+
 def test_folder_shards_meta_and_resume(encoder, tmp_path):
   out = str(tmp_path / 'vecs')
   texts = TEXTS * 2
-
-  def interrupted():
-    yield from texts[:9]
-    raise KeyboardInterrupt
   import jax  # pylint: disable=g-import-not-at-top
   with pytest.raises(KeyboardInterrupt):
-    # One row a batch, so every window is done before the interruption.
-    encode.encode_to_file(encoder, interrupted(), out, shard_size=4,
-                          devices=jax.devices()[:1],
-                          **dict(SMALL, window=2, batch_tokens=16))
+    encode.encode_to_file(encoder, _interrupted(texts, 11), out, shard_size=4,
+                          devices=jax.devices()[:1], **ONE_ROW)
   meta = json.load(open(os.path.join(out, 'meta.json')))
-  assert not meta['complete'] and meta['num_texts'] == 8  # 2 whole shards
+  assert not meta['complete'] and meta['run']['shard_size'] == 4
+  assert writers.complete_shards(out, ['vectors']) == {0: 4, 1: 4}
+  assert glob.glob(os.path.join(out, 'vectors-00002.npy.partial'))
   summary = encode.encode_to_file(encoder, iter(texts), out, shard_size=4,
                                   **SMALL)
-  assert summary['resumed_from'] == 8
+  assert summary['resumed_from'] == 8 and summary['num_texts'] == 20
   meta = json.load(open(os.path.join(out, 'meta.json')))
   assert meta['complete'] and meta['num_texts'] == 20
   assert [s['rows'] for s in meta['shards']] == [4, 4, 4, 4, 4]
+  assert [s['first'] for s in meta['shards']] == [0, 4, 8, 12, 16]
   got = np.concatenate([np.load(os.path.join(out, s['vectors']),
                                 mmap_mode='r') for s in meta['shards']])
   np.testing.assert_allclose(got, want(encoder, texts), atol=TOL)
-  assert not glob.glob(os.path.join(out, '*.partial'))
+  assert sorted(os.listdir(out)) == ['meta.json'] + [
+      f'vectors-{i:05d}.npy' for i in range(5)]
   with pytest.raises(ValueError, match='complete encode'):
     encode.encode_to_file(encoder, texts, out, shard_size=4)
   with pytest.raises(ValueError, match='other arguments'):
@@ -173,6 +197,47 @@ def test_folder_shards_meta_and_resume(encoder, tmp_path):
     meta['complete'] = False
     json.dump(meta, open(os.path.join(out, 'meta.json'), 'w'))
     encode.encode_to_file(encoder, texts, out, 'cls', shard_size=4)
+
+
+def test_npy_resume_after_interruption(encoder, tmp_path):
+  """A .npy output is built in a hidden folder of shards, resumed alike."""
+  out = str(tmp_path / 'v.npy')
+  parts = str(tmp_path / '.v.npy.parts')
+  texts = TEXTS * 2
+  import jax  # pylint: disable=g-import-not-at-top
+  with pytest.raises(KeyboardInterrupt):
+    encode.encode_to_file(encoder, _interrupted(texts, 14), out, shard_size=6,
+                          token_states=True, devices=jax.devices()[:1],
+                          **ONE_ROW)
+  assert not os.path.exists(out)
+  assert writers.complete_shards(parts, ['vectors', 'token_states',
+                                         'attention_mask']) == {0: 6, 1: 6}
+  # Other arguments are refused while the unfinished work is there.
+  with pytest.raises(ValueError, match='other arguments'):
+    encode.encode_to_file(encoder, texts, out, shard_size=6)
+  seen = []
+
+  def counted():
+    for t in texts:
+      seen.append(t)
+      yield t
+  summary = encode.encode_to_file(encoder, counted(), out, shard_size=6,
+                                  token_states=True, **SMALL)
+  assert summary['resumed_from'] == 12 and summary['num_texts'] == 20
+  assert len(seen) == 20  # read all, encoded the last 8
+  assert not os.path.exists(parts)
+  np.testing.assert_allclose(np.load(out), want(encoder, texts), atol=TOL)
+  ref = encoder(texts)
+  n = ref['attention_mask'].shape[1]
+  states = np.load(str(tmp_path / 'v.token_states.npy'), mmap_mode='r')
+  assert states.shape == (20, 32, 384)
+  np.testing.assert_allclose(states[:, :n], ref['last_hidden_state'],
+                             atol=TOL)
+  np.testing.assert_array_equal(
+      np.load(str(tmp_path / 'v.attention_mask.npy'))[:, :n],
+      ref['attention_mask'])
+  assert sorted(os.listdir(tmp_path)) == [
+      'v.attention_mask.npy', 'v.npy', 'v.token_states.npy']
 
 
 def test_token_states(encoder, tmp_path):
@@ -294,3 +359,27 @@ def test_vectors_equal_transformers(ckpt, tmp_path):
         x = model(**tok(t, return_tensors='pt')).last_hidden_state[0].numpy()
       ref = x.mean(0) if pooling == 'mean' else x[0]
       assert np.abs(got[i] - ref).max() <= 1e-4, (pooling, i)
+
+
+def test_encoder_encode_returns_only_what_is_asked(encoder):
+  vectors = encoder.encode(TEXTS)
+  assert isinstance(vectors, np.ndarray) and vectors.dtype == np.float32
+  assert vectors.shape == (10, 384)
+  np.testing.assert_allclose(vectors, want(encoder, TEXTS), atol=TOL)
+  pairs = [('Hello world!', 'Short one.'), ['Seven.', ''], 'not a pair']
+  np.testing.assert_allclose(encoder.encode(iter(pairs), 'cls'),
+                             want(encoder, pairs, 'cls'), atol=TOL)
+  # Calls after the first reuse the compiled forward pass.
+  fwd = stream.packed.PackedForward.cached(encoder, 'mean')
+  traces = fwd.trace_count
+  assert encoder.encode(TEXTS[:2]).shape == (2, 384)
+  assert fwd.trace_count == traces
+  assert encoder.encode([]).shape == (0, 384)
+  out = encoder.encode(TEXTS[:3], token_states=True)
+  ref = encoder(TEXTS[:3], pooling='mean')
+  assert sorted(out) == ['attention_mask', 'token_states', 'vectors']
+  np.testing.assert_allclose(out['vectors'], ref['pooled'], atol=TOL)
+  np.testing.assert_array_equal(out['token_states'], ref['last_hidden_state'])
+  np.testing.assert_array_equal(out['attention_mask'], ref['attention_mask'])
+  with pytest.raises(ValueError, match='pooling'):
+    encoder.encode(TEXTS, 'none')

@@ -10,6 +10,10 @@
       --field question,passage --output vectors/ --pooling cls
   python -m bert_jax.encode --checkpoint DIR --input tfds:imdb_reviews:test \\
       --output imdb/ --save_token_states
+  # Several processes (one per host, or per GPU): the same command on each,
+  # plus where process 0 listens; each encodes its own shards, one output.
+  python -m bert_jax.encode ... --coordinator_address HOST0:1234 \\
+      --num_processes 2 --process_id 0    # 1 on the other
 
   # A few texts on the command line ('A ||| B' is a pair): all arrays, .npz.
   python -m bert_jax.encode --checkpoint DIR --pooling mean \\
@@ -27,9 +31,11 @@ import sys
 import time
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from bert_jax import errors
+from bert_jax.encode import hosts
 from bert_jax.encode import inputs as inputs_lib
 from bert_jax.encode import stream
 from bert_jax.encode import to_file
@@ -91,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
                       default=stream.DEFAULT_BATCH_TOKENS,
                       help='Tokens per forward pass (--input).')
   parser.add_argument('--tfds_data_dir', default=None)
+  parser.add_argument('--coordinator_address', default=None,
+                      help='host:port of process 0: run as one of several '
+                      'processes (jax.distributed); each encodes every '
+                      'num_processes-th shard of the input into one output, '
+                      'which all must see. Cluster environments (SLURM, '
+                      'TPU pods) are detected without it.')
+  parser.add_argument('--num_processes', type=int, default=None)
+  parser.add_argument('--process_id', type=int, default=None)
   parser.add_argument('--batch_size', type=int, default=32,
                       help='Texts per forward pass (command-line texts).')
   parser.add_argument('--dtype', default=None,
@@ -143,6 +157,8 @@ def _encode_corpus(args) -> int:
   sources = inputs_lib.resolve(args.input)
   fields = inputs_lib.parse_fields(args.field)
   inputs_lib.check_fields(sources, fields)
+  hosts.initialize(args.coordinator_address, args.num_processes,
+                   args.process_id)
   encoder = _load(args)
   texts = inputs_lib.iter_texts(sources, fields, args.tfds_data_dir)
   total = None if args.quiet else inputs_lib.count_texts(sources)
@@ -156,9 +172,15 @@ def _encode_corpus(args) -> int:
       batch_tokens=args.batch_tokens)
   seconds = time.perf_counter() - start
   n = summary['num_texts']
-  done = n - summary['resumed_from']
+  done = summary['encoded']
+  if jax.process_index() != 0:
+    print(f'Process {jax.process_index()}/{summary["processes"]}: encoded '
+          f'{done:,} texts of {args.output} in {seconds:.1f} s.')
+    return 0
   resumed = (f' (resumed after {summary["resumed_from"]:,})'
              if summary['resumed_from'] else '')
+  if summary['processes'] > 1:
+    resumed += f' by {summary["processes"]} processes'
   print(f'Wrote {args.output}: {n:,} texts x {summary["dim"]} float32 '
         f'({pooling} pooling){resumed}; {summary["tokens"]:,} tokens, '
         f'{summary["truncated"]:,} truncated to max_length='

@@ -1,17 +1,21 @@
-"""The in-memory encoder: a list of texts in, arrays for all of them out.
+"""The in-memory encoder: a list of texts in, arrays out.
 
   from bert_jax.encode import load_encoder
   encoder = load_encoder('/path/to/checkpoint')   # pretrained dir or workdir
-  out = encoder(['a sentence', 'another one'], pooling='mean')
-  out['pooled']             # [2, D] float32
-  encoder([('a question', 'its passage')])         # sentence pairs
+  vectors = encoder.encode(['a sentence', 'another one'])   # [2, D] float32
+  encoder.encode(texts, token_states=True)   # also the per-token states
+  encoder([('a question', 'its passage')])   # every array, for a few texts
 
-For a corpus (a stream, written to disk as it goes) see ``stream.py``.
+``encode`` returns only what is asked: by default the pooled vectors, made by
+the packed path of a corpus (``packed``, ``stream``: several texts a row,
+pooled on the device), so many texts cost [N, D] of memory, not [N, L, D].
+For a corpus written to disk as it goes see ``to_file.encode_to_file``.
 
-Texts are sorted by length, batched, and each batch is padded to a length
-bucket (a power of two, at least 8, at most max_length) and a batch bucket (a
-power of two, at most batch_size), so one call compiles the model at most a
-handful of times and later calls reuse those compilations.
+``__call__`` returns every array. It sorts texts by length, batches them, and
+pads each batch to a length bucket (a power of two, at least 8, at most
+max_length) and a batch bucket (a power of two, at most batch_size), so one
+call compiles the model at most a handful of times and later calls reuse
+those compilations.
 
 Shape letters: N texts, B batch, L length, D hidden.
 """
@@ -26,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bert_jax.encode import stream
 from bert_jax.models.config import ModelConfig
 from bert_jax.models.encoder import BertEncoder
 from bert_jax import pretrained
@@ -115,7 +120,7 @@ class Encoder:
 
   def __call__(self, texts: Sequence[str] | Sequence[tuple[str, str]],
                pooling: str = 'none') -> dict[str, np.ndarray]:
-    """Encodes TEXTS.
+    """Every array for TEXTS (for many texts, ``encode`` keeps less).
 
     Args:
       texts: Strings, or (A, B) pairs of strings encoded as
@@ -160,6 +165,41 @@ class Encoder:
           out['pooled'][i] = res[pooling][j]
     return out
 
+  def encode(self, texts: Sequence[str] | Sequence[tuple[str, str]],
+             pooling: str = 'mean', token_states: bool = False,
+             **stream_args) -> np.ndarray | dict[str, np.ndarray]:
+    """Pooled vectors of TEXTS, and the per-token states only when asked.
+
+    Args:
+      texts: Strings, or (A, B) pairs of strings; any iterable.
+      pooling: 'mean' (over the text's tokens, specials included) or 'cls'.
+      token_states: Also return each token's last hidden state.
+      **stream_args: ``pack_length``, ``batch_tokens``, ``window``,
+        ``devices`` (see ``stream.run``).
+
+    Returns:
+      The vectors [N, D] float32, row i for text i; with token_states a dict
+      of ``vectors``, ``token_states`` [N, L, D] float32 (zero at padding) and
+      ``attention_mask`` [N, L] int32, L the longest text's tokens.
+    """
+    if pooling not in stream.packed.STREAM_POOLING:
+      raise ValueError(f'pooling={pooling!r}; choose one of '
+                       f'{stream.packed.STREAM_POOLING}.')
+    if isinstance(texts, (str, bytes)):
+      raise TypeError('texts must be a list of strings or (A, B) pairs, not '
+                      'a single string; wrap it in a list.')
+    if token_states:
+      out = self(texts, pooling=pooling)
+      return {'vectors': out['pooled'],
+              'token_states': out['last_hidden_state'],
+              'attention_mask': out['attention_mask']}
+    texts = (tuple(t) if isinstance(t, list) else t for t in texts)
+    blocks: list[np.ndarray] = []
+    stream.run(self, texts, _Collect(blocks), pooling, **stream_args)
+    if not blocks:
+      return np.zeros((0, self.hidden_size), np.float32)
+    return np.concatenate(blocks)
+
   def _run_batch(self, encodings: list[Any]) -> dict[str, np.ndarray]:
     longest = max(len(e) for e in encodings)
     length = _next_power_of_two(longest, MIN_LENGTH_BUCKET, self.max_length)
@@ -175,6 +215,16 @@ class Encoder:
       mask[j, :len(e)] = 1
     res = self._forward(self._params, ids, types, mask)
     return jax.tree.map(np.asarray, res)
+
+
+class _Collect:
+  """A ``stream.run`` writer that keeps the vectors in memory."""
+
+  def __init__(self, blocks: list[np.ndarray]):
+    self.blocks = blocks
+
+  def write(self, blocks: dict[str, np.ndarray]) -> None:
+    self.blocks.append(blocks['vectors'])
 
 
 def load_encoder(checkpoint_dir: str, max_length: int | None = None,

@@ -51,29 +51,34 @@ class Tokens:
 
 
 def tokenize(tokenizer, texts: Sequence[Any], max_length: int) -> Tokens:
-  """Tokenizes TEXTS (all strings or all (A, B) pairs) in batched Rust calls."""
+  """Tokenizes TEXTS (strings and (A, B) pairs) in batched Rust calls."""
   cls, sep = tokenizer.cls_id, tokenizer.sep_id
-  if texts and isinstance(texts[0], tuple):
-    firsts = tokenizer.encode_words_batch([a for a, _ in texts])
-    seconds = tokenizer.encode_words_batch([b for _, b in texts])
-    ids, types, cut = [], [], 0
-    for (a, _), (b, _) in zip(firsts, seconds):
+  is_pair = [isinstance(t, tuple) for t in texts]
+  ids: list[Any] = [None] * len(texts)
+  types: list[Any] | None = [None] * len(texts) if any(is_pair) else None
+  cut = 0
+  pairs = [i for i, p in enumerate(is_pair) if p]
+  if pairs:
+    firsts = tokenizer.encode_words_batch([texts[i][0] for i in pairs])
+    seconds = tokenizer.encode_words_batch([texts[i][1] for i in pairs])
+    for i, (a, _), (b, _) in zip(pairs, firsts, seconds):
       keep_a, keep_b = truncate_longest_first(a, b, max_length - 3)
       cut += keep_a + keep_b < len(a) + len(b)
-      ids.append(np.array([cls, *a[:keep_a], sep, *b[:keep_b], sep], np.int32))
+      ids[i] = np.array([cls, *a[:keep_a], sep, *b[:keep_b], sep], np.int32)
       t = np.zeros(keep_a + keep_b + 3, np.int32)
       t[keep_a + 2:] = 1
-      types.append(t)
-    return Tokens(ids, types, int(cut))
-  words = tokenizer.encode_words_batch(list(texts))
+      types[i] = t
+  singles = [i for i, p in enumerate(is_pair) if not p]
   budget = max_length - 2
-  ids, cut = [], 0
-  for w, _ in words:
+  words = tokenizer.encode_words_batch([texts[i] for i in singles])
+  for i, (w, _) in zip(singles, words):
     if len(w) > budget:
       cut += 1
       w = w[:budget]
-    ids.append(np.array([cls, *w, sep], np.int32))
-  return Tokens(ids, None, cut)
+    ids[i] = np.array([cls, *w, sep], np.int32)
+    if types is not None:
+      types[i] = np.zeros(len(ids[i]), np.int32)
+  return Tokens(ids, types, int(cut))
 
 
 def assign_rows(lengths_N: np.ndarray, length: int, max_per_row: int
@@ -119,14 +124,15 @@ class PackedForward:
   """The jitted packed forward pass of an ``Encoder``, over a device mesh.
 
   Rows are split over the mesh's 'data' axis (every device gets B / n rows);
-  parameters are replicated.
+  parameters are replicated. The mesh holds this process's devices only: in
+  a multi-process run each process encodes its own texts (``hosts``).
   """
 
   def __init__(self, encoder, pooling: str, token_states: bool = False,
                devices: Sequence[jax.Device] | None = None):
     if pooling not in STREAM_POOLING:
       raise ValueError(f'pooling={pooling!r}; choose one of {STREAM_POOLING}.')
-    devices = list(jax.devices() if devices is None else devices)
+    devices = list(jax.local_devices() if devices is None else devices)
     self.mesh = Mesh(np.array(devices), ('data',))
     self.num_devices = len(devices)
     self.pooling = pooling
@@ -139,6 +145,18 @@ class PackedForward:
         params, NamedSharding(self.mesh, PartitionSpec()))
     self._rows = NamedSharding(self.mesh, PartitionSpec('data'))
     self._fn = jax.jit(self._impl)
+
+  @classmethod
+  def cached(cls, encoder, pooling: str, token_states: bool = False,
+             devices: Sequence[jax.Device] | None = None) -> 'PackedForward':
+    """The ENCODER's one for these arguments, so later calls reuse its
+    compilations (and its copy of the parameters)."""
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    cache = encoder.__dict__.setdefault('_packed_forwards', {})
+    key = (pooling, token_states, devices)
+    if key not in cache:
+      cache[key] = cls(encoder, pooling, token_states, devices)
+    return cache[key]
 
   def _impl(self, params, ids_BR, types_BR, seg_BR, pos_BR, starts_BK):
     self.trace_count += 1  # Python side effect: runs once per trace

@@ -113,7 +113,7 @@ def run(encoder, texts: Iterable[Any], writer, pooling: str = 'mean',
         token_states: bool = False, pack_length: int | None = None,
         batch_tokens: int = DEFAULT_BATCH_TOKENS, window: int = WINDOW,
         devices=None, progress: Progress | None = None) -> dict[str, Any]:
-  """Encodes TEXTS into WRITER (``writers.FileWriter``/``ShardedWriter``).
+  """Encodes TEXTS into WRITER (a ``writers.ShardedWriter``, or any ``write``).
 
   Args:
     encoder: An ``Encoder`` (its max_length truncates).
@@ -127,15 +127,17 @@ def run(encoder, texts: Iterable[Any], writer, pooling: str = 'mean',
     batch_tokens: Tokens per forward pass (rows = batch_tokens // R, rounded
       up to a multiple of the device count).
     window: Texts tokenized and packed together.
-    devices: Devices for the 'data' axis (default all).
+    devices: Devices for the 'data' axis (default this process's).
     progress: Told the texts done after every window.
 
   Returns:
-    A summary: texts, tokens, truncated, empty, padding share, compiles.
+    A summary: texts, tokens, truncated, empty, slots (tokens and padding),
+    padding share, compiles.
   """
   max_length = encoder.max_length
   pack_length = min(pack_length or DEFAULT_PACK_LENGTH, max_length)
-  fwd = packed.PackedForward(encoder, pooling, token_states, devices)
+  fwd = packed.PackedForward.cached(encoder, pooling, token_states, devices)
+  traces = fwd.trace_count
   n_dev = fwd.num_devices
 
   def rows_for(length):
@@ -204,6 +206,7 @@ def run(encoder, texts: Iterable[Any], writer, pooling: str = 'mean',
   return {'num_texts': stats['texts'], 'dim': dim, 'pooling': pooling,
           'tokens': stats['tokens'], 'truncated': stats['truncated'],
           'empty_texts': stats['empty'],
+          'slots': stats['slots'],
           'padding_share': round(1 - stats['tokens'] / max(stats['slots'], 1),
                                  4),
-          'compiles': fwd.trace_count}
+          'compiles': fwd.trace_count - traces}

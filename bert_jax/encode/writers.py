@@ -7,15 +7,18 @@ is written as ``NAME.partial`` and renamed when complete: a file with the
 final name is always whole, and ``np.load(path, mmap_mode='r')`` reads it.
 
 ``ShardedWriter`` writes ``DIR/vectors-00000.npy`` ... of ``shard_size`` rows
-each and a ``DIR/meta.json`` that lists the complete shards; it is rewritten
-(atomically) after every shard, so a run that is stopped can be resumed after
-its last complete shard (``resume_point``).
+each, the same way: a shard with its final name is complete
+(``complete_shards``), so a run that is stopped can be resumed after its
+complete shards, and several processes can fill one folder, each its own
+shards. ``concatenate`` joins shards into one file.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -73,7 +76,7 @@ class NpyWriter:
     self._f.close()
 
 
-def _write_json(path: str, obj: Any) -> None:
+def write_json(path: str, obj: Any) -> None:
   tmp = path + '.partial'
   with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(obj, f, indent=1)
@@ -93,46 +96,70 @@ def read_meta(directory: str) -> dict[str, Any] | None:
                          'remove the folder or pass --overwrite.') from None
 
 
+def shard_path(directory: str, kind: str, index: int) -> str:
+  return os.path.join(directory, f'{kind}-{index:05d}.npy')
+
+
+def npy_rows(path: str) -> int:
+  """The row count in a .npy file's header (the data is not read)."""
+  with open(path, 'rb') as f:
+    version = np.lib.format.read_magic(f)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+            np.lib.format.read_array_header_2_0)
+    shape, _, _ = read(f)
+  return shape[0]
+
+
+def complete_shards(directory: str, kinds) -> dict[int, int]:
+  """Shard index -> rows, for the shards whose every kind has its final name.
+
+  A shard file gets its final name only when closed, and it is closed only
+  when full or at the input's end, so these are the shards a rerun skips.
+  """
+  found: dict[int, int] = {}
+  first, *others = kinds
+  for path in glob.glob(os.path.join(directory, f'{first}-*.npy')):
+    index = os.path.basename(path)[len(first) + 1:-len('.npy')]
+    if not index.isdigit():
+      continue
+    index = int(index)
+    if all(os.path.exists(shard_path(directory, k, index)) for k in others):
+      found[index] = npy_rows(path)
+  return dict(sorted(found.items()))
+
+
 class ShardedWriter:
-  """Rows into shards of SHARD_SIZE rows in DIRECTORY, listed in meta.json."""
+  """Rows into shards of SHARD_SIZE rows, ``DIR/vectors-00000.npy`` ...
+
+  INDICES are the shard numbers to fill, in order (every process of a
+  multi-process run fills its own; a resumed run skips the complete ones).
+  Each shard is full but the last one of the input, which ``close`` ends.
+  """
 
   def __init__(self, directory: str, shapes: dict[str, tuple[tuple[int, ...],
                                                               Any]],
-               shard_size: int, meta: dict[str, Any],
-               done: list[dict[str, Any]] | None = None):
-    """SHAPES: kind -> (row shape, dtype); DONE: shards of a resumed run."""
+               shard_size: int, indices: Iterator[int]):
+    """SHAPES: kind -> (row shape, dtype)."""
     if shard_size < 1:
       raise UserInputError(f'--shard_size={shard_size}: must be >= 1.')
     os.makedirs(directory, exist_ok=True)
     self.directory = directory
     self.shapes = shapes
     self.shard_size = shard_size
-    self.meta = dict(meta, format=FORMAT, shard_size=shard_size,
-                     shards=list(done or []), complete=False)
-    self.rows = sum(s['rows'] for s in self.meta['shards'])
+    self.rows = 0  # written by this writer
+    self._indices = iter(indices)
     self._open: dict[str, NpyWriter] | None = None
 
   def _start_shard(self) -> None:
-    index = len(self.meta['shards'])
-    self._open = {
-        kind: NpyWriter(os.path.join(self.directory, f'{kind}-{index:05d}.npy'),
-                        shape, dtype)
-        for kind, (shape, dtype) in self.shapes.items()}
+    index = next(self._indices)
+    self._open = {kind: NpyWriter(shard_path(self.directory, kind, index),
+                                  shape, dtype)
+                  for kind, (shape, dtype) in self.shapes.items()}
 
   def _finish_shard(self) -> None:
-    files = {}
-    for kind, w in self._open.items():
+    for w in self._open.values():
       w.close()
-      files[kind] = os.path.basename(w.path)
-    rows = next(iter(self._open.values())).rows
-    self.meta['shards'].append({'first': self.rows, 'rows': rows, **files})
-    self.rows += rows
     self._open = None
-    self._save()
-
-  def _save(self) -> None:
-    self.meta['num_texts'] = self.rows
-    _write_json(os.path.join(self.directory, META), self.meta)
 
   def write(self, blocks: dict[str, np.ndarray]) -> None:
     """Appends the same rows of every kind (e.g. vectors and token states)."""
@@ -145,46 +172,34 @@ class ShardedWriter:
       for kind, w in self._open.items():
         w.write(blocks[kind][at:at + take])
       at += take
+      self.rows += take
       if have + take == self.shard_size:
         self._finish_shard()
 
-  def close(self, summary: dict[str, Any] | None = None) -> None:
+  def close(self) -> None:
     if self._open is not None:
       self._finish_shard()
-    self.meta['complete'] = True
-    self.meta.update(summary or {})
-    self._save()
 
   def abort(self) -> None:
+    """Leaves an open shard as .partial files (a rerun redoes it)."""
     if self._open is not None:
       for w in self._open.values():
         w.abort()
 
 
-class FileWriter:
-  """Rows into OUT.npy (and OUT.token_states.npy, OUT.attention_mask.npy)."""
-
-  def __init__(self, path: str, shapes: dict[str, tuple[tuple[int, ...], Any]]):
-    self.paths = self.paths_for(path, shapes)
-    self._writers = {kind: NpyWriter(self.paths[kind], shape, dtype)
-                     for kind, (shape, dtype) in shapes.items()}
-    self.rows = 0
-
-  @staticmethod
-  def paths_for(path: str, kinds) -> dict[str, str]:
-    return {kind: path if kind == 'vectors' else
-            f'{path[:-len(".npy")]}.{kind}.npy' for kind in kinds}
-
-  def write(self, blocks: dict[str, np.ndarray]) -> None:
-    for kind, w in self._writers.items():
-      w.write(blocks[kind])
-    self.rows += len(next(iter(blocks.values())))
-
-  def close(self, summary: dict[str, Any] | None = None) -> None:
-    del summary
-    for w in self._writers.values():
-      w.close()
-
-  def abort(self) -> None:
-    for w in self._writers.values():
-      w.abort()
+def concatenate(sources: list[str], path: str, row_shape: tuple[int, ...],
+                dtype, chunk_bytes: int = 64 << 20) -> None:
+  """Writes the rows of the .npy files SOURCES, in order, into PATH."""
+  out = NpyWriter(path, row_shape, dtype)
+  row_bytes = max(1, int(np.prod(row_shape)) * np.dtype(dtype).itemsize)
+  step = max(1, chunk_bytes // row_bytes)
+  try:
+    for src in sources:
+      x = np.load(src, mmap_mode='r')
+      for at in range(0, len(x), step):
+        out.write(x[at:at + step])
+      del x
+  except BaseException:
+    out.abort()
+    raise
+  out.close()
