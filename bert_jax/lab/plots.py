@@ -8,6 +8,8 @@
   variant slower per step must still lead at the other's wall time.
 * ``bars``: the final metric per entry, mean with the 95% interval as error bar.
 * ``heatmap``: the mean metric over a two-field grid.
+* ``by_length``: a metric against the evaluation length, one line per variant,
+  mean with the 95% interval as error bars.
 """
 
 from __future__ import annotations
@@ -178,3 +180,33 @@ def heatmap(groups: list[dict[str, Any]], metric: str, fields: tuple[str, str],
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return True
+
+
+def by_length(series: dict[str, dict[int, Any]], metric: str, train_length: int | None,
+              path: str) -> bool:
+  """SERIES: {variant: {length: stats.Summary}}; a missing length is not drawn
+  (n/a). A dotted line marks TRAIN_LENGTH. False when there is nothing to draw."""
+  fig, ax = plt.subplots(figsize=(6, 3.8))
+  drawn = False
+  for name, points in series.items():
+    lengths = sorted(n for n, s in points.items() if s is not None)
+    if not lengths:
+      continue
+    means = [points[n].mean for n in lengths]
+    errs = [(points[n].half_width or 0.0) for n in lengths]
+    ax.errorbar(lengths, means, yerr=errs, marker='o', capsize=3,
+                label=f'{name} (n={points[lengths[0]].n})')
+    drawn = True
+  if drawn:
+    if train_length:
+      ax.axvline(train_length, linestyle=':', color='gray', label='training length')
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel('evaluation length (tokens)')
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f'held-out {metric} by length; error bars: 95% CI', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return drawn

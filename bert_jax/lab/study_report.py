@@ -131,42 +131,78 @@ def build(root: str) -> tuple[str, list[str]]:
   return '\n'.join(md) + '\n', tasks
 
 
-def length_table(root: str, lengths: list[int]) -> list[str]:
-  """Markdown lines: held-out MLM loss per variant at each evaluation length
-  (ROOT/eval_length/L<N>), n/a where the position table is too short."""
-  if not lengths:
-    return []
-  cols, variants = {}, []
+def length_series(root: str, lengths: list[int]
+                  ) -> tuple[dict[str, dict[int, stats.Summary | None]], set[tuple[str, int]]]:
+  """({variant: {length: held-out mlm_loss summary}}, {(variant, length) n/a})
+  from ROOT/eval_length/L<N>; n/a where the position table is too short."""
+  series: dict[str, dict[int, stats.Summary | None]] = {}
+  na_cells = set()
   for n in lengths:
     sub = os.path.join(root, 'eval_length', f'L{n}')
     _, groups = _groups(sub)
     na_path = os.path.join(sub, 'not_applicable.json')
     na = json.load(open(na_path)) if os.path.exists(na_path) else []
-    cols[n] = ({g['name']: g['summaries'].get('mlm_loss') for g in groups},
-               {t.rsplit('.seed', 1)[0] for t in na})
-    for name in [g['name'] for g in groups] + sorted(cols[n][1]):
-      if name not in variants:
-        variants.append(name)
+    for g in groups:
+      series.setdefault(g['name'], {})[n] = g['summaries'].get('mlm_loss')
+    for name in sorted({t.rsplit('.seed', 1)[0] for t in na}):
+      if n not in series.setdefault(name, {}):
+        series[name][n] = None
+        na_cells.add((name, n))
+  return series, na_cells
+
+
+def length_table(root: str, lengths: list[int]) -> list[str]:
+  """Markdown lines: held-out MLM loss per variant at each evaluation length
+  (ROOT/eval_length/L<N>), n/a where the position table is too short."""
+  if not lengths:
+    return []
+  series, na_cells = length_series(root, lengths)
   first = lengths[0]
   header = ['variant'] + [f'mlm_loss at {n}' for n in lengths] + [
       f'{n} vs {first}' for n in lengths[1:]]
   rows = []
-  for name in variants:
-    cells, base = [name], cols[first][0].get(name)
+  for name, points in series.items():
+    cells, base = [name], points.get(first)
     for n in lengths:
-      got, na = cols[n]
-      cells.append('n/a (position table ends before)' if name in na and name not in got
-                   else _cell(got.get(name)))
+      cells.append('n/a (position table ends before)' if (name, n) in na_cells
+                   else _cell(points.get(n)))
     for n in lengths[1:]:
-      s = cols[n][0].get(name)
-      cells.append('n/a' if s is None or base is None else
-                   f'{s.mean - base.mean:+.4f} ({stats.compare(s, base, True)})')
+      got = points.get(n)
+      cells.append('n/a' if got is None or base is None else
+                   f'{got.mean - base.mean:+.4f} ({stats.compare(got, base, True)})')
     rows.append(cells)
   return ['## Held-out MLM loss by evaluation length', '',
           report.markdown(header, rows), '',
           f'Each checkpoint evaluated (eval_only) on its held-out documents at each length; '
           f'"N vs {first}": the change of the mean loss and the noise rule '
           '(worse = the loss rose beyond the intervals).', '']
+
+
+def _eval_lengths(root: str) -> list[int]:
+  path = os.path.join(root, 'study.json')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return list(json.load(f).get('eval_lengths') or [])
+
+
+def _train_length(root: str) -> int | None:
+  """data.max_seq_length of the first pretraining trial with a saved config."""
+  pre = os.path.join(root, 'pretrain')
+  for name in sorted(os.listdir(pre)) if os.path.isdir(pre) else []:
+    path = os.path.join(pre, name, 'config.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        return json.load(f).get('data', {}).get('max_seq_length')
+  return None
+
+
+def plots_by_length(series, train_length, path) -> bool:
+  try:
+    from bert_jax.lab import plots  # pylint: disable=g-import-not-at-top
+  except ImportError:  # matplotlib missing: the table alone.
+    return False
+  return plots.by_length(series, 'mlm_loss', train_length, path)
 
 
 def write(root: str, figures: bool = True) -> str:
@@ -186,6 +222,13 @@ def write(root: str, figures: bool = True) -> str:
         report.main([sub, '--out', out] + extra)
       links.append(f'- [{label}]({os.path.basename(out)}): table with every metric, '
                    'learning curves, final metric with 95% intervals')
+  lengths = _eval_lengths(root)
+  if figures and lengths:
+    series, _ = length_series(root, lengths)
+    out = os.path.join(root, 'eval_length', 'mlm_loss_by_length.png')
+    if plots_by_length(series, _train_length(root), out):
+      links.append(f'- [held-out mlm_loss by evaluation length]'
+                   f'({os.path.relpath(out, root)})')
   if links:
     text += '\nPer-stage reports and figures:\n\n' + '\n'.join(links) + '\n'
   path = os.path.join(root, 'study.md')

@@ -114,6 +114,7 @@ def test_length_extrapolation_study(tmp_path, in_process):
   assert 'n/a (position table ends before)' in row
   assert json.load(open(root / 'eval_length' / 'L128' / 'not_applicable.json')) == [
       'learned']
+  assert (root / 'eval_length' / 'mlm_loss_by_length.png').stat().st_size > 0
 
 
 def test_modern_vs_bert_study(tmp_path, in_process):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bert_jax.lab import plots
+from bert_jax.lab import stats
 
 
 def _write(path, records):
@@ -47,3 +48,13 @@ def test_seconds_figure_drawn_only_with_steps_per_sec(two_entries, tmp_path):
   assert not plots.learning_curves(groups, str(root), 'mlm_accuracy',
                                    str(tmp_path / 'none.png'), x='seconds')
   assert plots.learning_curves(groups, str(root), 'mlm_accuracy', str(tmp_path / 's.png'))
+
+
+def test_by_length_skips_na(tmp_path):
+  s = stats.summarize([5.0, 5.1, 5.2])
+  series = {'alibi': {64: s, 128: s}, 'learned': {64: s, 128: None}}
+  assert plots.by_length(series, 'mlm_loss', 64, str(tmp_path / 'a.png'))
+  assert (tmp_path / 'a.png').stat().st_size > 0
+  assert not plots.by_length({'learned': {128: None}}, 'mlm_loss', 64,
+                             str(tmp_path / 'b.png'))
+  assert not (tmp_path / 'b.png').exists()
