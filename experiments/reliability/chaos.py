@@ -180,8 +180,8 @@ def target(phase: str, resume: int, floor: int, last: int,
     return phase, soon(_save_steps(last))
   if phase == 'eval':
     return phase, soon(_eval_steps(last))
-  if phase == 'broken':  # After a save, so that there is a step to break.
-    floor = max(floor, SAVE_EVERY + 2)
+  if phase == 'broken':  # After two saves: the fallback is not step 0.
+    floor = max(floor, min(2 * SAVE_EVERY + 1, last - 1))
   busy = set(_save_steps(last)) | set(_eval_steps(last))
   quiet = [s for s in range(floor, min(floor + 2 * SAVE_EVERY, last))
            if s not in busy]
