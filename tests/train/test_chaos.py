@@ -50,7 +50,7 @@ def test_two_processes_preempted_and_a_broken_checkpoint_end_bit_for_bit(tmp_pat
   fine-tuning) is in docs/reliability.md."""
   t0 = time.time()
   s = chaos.run_chaos('pretrain', kills=1, seed=1, base=str(tmp_path),
-                      steps=8, phases=('broken',), processes=2, timeout=240)
+                      steps=8, phases=('broken',), processes=2, timeout=600)
   assert s['ok'], json.dumps(s, indent=1, default=str)[-4000:]
   kill = s['kills'][0]
   assert (kill['phase'], kill['landed'], kill['broke_how']) == ('broken', True, 'arrays')

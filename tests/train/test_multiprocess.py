@@ -181,7 +181,7 @@ def refused_two_process_run(workdir, holder_pid):
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True) for i in range(2)]
   try:
-    outs = [p.communicate(timeout=240) for p in procs]
+    outs = [p.communicate(timeout=600) for p in procs]
   finally:
     for p in procs:
       p.kill()
