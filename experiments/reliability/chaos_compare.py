@@ -204,7 +204,8 @@ def headline(s: dict[str, Any]) -> str:
   per_phase = ', '.join(f'{p} {v["landed"]}/{v["attempted"]}'
                         for p, v in sorted(s['phases'].items()))
   procs = s.get('processes', 1)
-  parts = [f'{s["kind"]}{f" x{procs} processes" if procs > 1 else ""}: {s["kills_landed"]}/{s["kills_attempted"]} kills '
+  kind = s['kind'] + (f' x{procs} processes' if procs > 1 else '')
+  parts = [f'{kind}: {s["kills_landed"]}/{s["kills_attempted"]} kills '
            f'landed ({per_phase}); '
            f'resumed {s["resumed"]} from the newest committed step; '
            f'{s["steps_recomputed"]} steps recomputed']
