@@ -294,3 +294,9 @@ def checkpoint_args(iterator: LoaderIterator, *, restore: bool = False) -> Any:
   cls = (grain.checkpoint.CheckpointRestore if restore
          else grain.checkpoint.CheckpointSave)
   return cls(iterator)
+
+
+def checkpoint_handler() -> Any:
+  """The orbax handler of `checkpoint_args` items, to read one directly
+  (``handler.restore(step_dir / 'data', args=checkpoint_args(it, restore=True))``)."""
+  return grain.checkpoint.CheckpointHandler()

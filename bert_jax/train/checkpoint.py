@@ -64,11 +64,25 @@ class CheckpointMismatchError(ValueError):
   """A good checkpoint that does not fit this run's state (another config)."""
 
 
-def _all_processes(ok: bool) -> bool:
-  """Whether OK holds on every process (a collective with several)."""
+def _failed_processes(ok: bool) -> list[int]:
+  """The processes where OK is False (a collective with several)."""
   if jax.process_count() == 1:
-    return ok
-  return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
+    return [] if ok else [0]
+  oks = multihost_utils.process_allgather(np.asarray(ok))
+  return [int(i) for i in np.flatnonzero(~np.asarray(oks, bool))]
+
+
+class _closing:  # pylint: disable=invalid-name
+  """``with``: closes an orbax handler (its threads) at the end."""
+
+  def __init__(self, handler: Any):
+    self.handler = handler
+
+  def __enter__(self) -> Any:
+    return self.handler
+
+  def __exit__(self, *exc: Any) -> None:
+    self.handler.close()
 
 
 def _leaf_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -211,17 +225,26 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any, shardings: Any,
               data_iterator: Any | None) -> tuple[Any, dict[str, Any]]:
-    """Restores (state, metadata) at STEP onto the given shardings."""
+    """Restores (state, metadata) at STEP onto the given shardings.
+
+    Each item is read by its orbax handler on this process alone: no barrier
+    (orbax's Checkpointer ends a restore with one, where the other processes
+    would wait 5 minutes for a process whose read failed).
+    """
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state, shardings)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
+    path = epath.Path(self.step_dir(step))
+    with _closing(ocp.StandardCheckpointHandler()) as handler:
+      state = handler.restore(path / 'state', args=ocp.args.StandardRestore(target))
+    with _closing(ocp.JsonCheckpointHandler()) as handler:
+      metadata = handler.restore(path / 'metadata', args=ocp.args.JsonRestore())
     if data_iterator is not None:
       # Apart and last: a failed state restore leaves the iterator untouched.
-      self.manager.restore(step, args=ocp.args.Composite(
-          data=loader_lib.checkpoint_args(data_iterator, restore=True)))
-    return restored['state'], restored['metadata']
+      with _closing(loader_lib.checkpoint_handler()) as handler:
+        handler.restore(path / 'data', args=loader_lib.checkpoint_args(
+            data_iterator, restore=True))
+    return state, metadata
 
   def restore_latest(self, abstract_state: Any, shardings: Any,
                      data_iterator: Any | None
@@ -232,28 +255,77 @@ class Checkpointer:
     to ``checkpoints.broken/`` with a warning, and the next older one is
     tried.
 
+    With several processes, all of them agree on every decision: process 0
+    lists the steps and makes the cheap checks, and broadcasts them; every
+    process restores its own shards, and a step is used only if the restore
+    worked on all of them (an all-gather); process 0 alone moves a broken
+    one, and the others wait for it at a barrier.
+
     Raises:
       CheckpointMismatchError: a readable checkpoint has other leaves or
         shapes than ABSTRACT_STATE (the config changed): nothing is moved.
     """
-    if not storage.isdir(self.directory):
-      return None
-    steps = sorted((int(d) for d in storage.listdir(self.directory) if d.isdigit()),
-                   reverse=True)
-    for step in steps:
-      problem = step_problem(self.step_dir(step))
-      if problem is None:
-        problem = self._check_fits(step, abstract_state)
+    before = data_iterator.get_state() if data_iterator is not None else None
+    for step in self._agreed_steps():
+      problem = self._agreed_problem(step, abstract_state)
       if problem is None:
         try:
           state, metadata = self.restore(step, abstract_state, shardings,
                                          data_iterator)
         except Exception as e:  # pylint: disable=broad-except
           problem = f'restoring it failed ({_short(e)})'
-      if _all_processes(problem is None):
-        return step, state, metadata
-      self._move_aside(step, problem or 'restoring it failed on another process')
+          if jax.process_index() != 0:  # Process 0 names only the process.
+            logging.warning('Process %d could not restore checkpoint %s: %s',
+                            jax.process_index(), self.step_dir(step), problem)
+        failed = _failed_processes(problem is None)
+        if not failed:
+          return step, state, metadata
+        if data_iterator is not None:  # Restored on some processes only.
+          data_iterator.set_state(before)
+        problem = problem or (f'restoring it failed on process(es) {failed} '
+                              '(see their logs)')
+      self._move_aside(step, problem)
     return None
+
+  def _agreed_steps(self) -> list[int]:
+    """Step folders in checkpoints/, newest first, as process 0 lists them."""
+    steps = []
+    if jax.process_index() == 0 and storage.isdir(self.directory):
+      steps = sorted((int(d) for d in storage.listdir(self.directory)
+                      if d.isdigit()), reverse=True)
+    if jax.process_count() == 1:
+      return steps
+    n = int(multihost_utils.broadcast_one_to_all(np.int32(len(steps))))
+    if not n:
+      return []
+    mine = np.asarray(steps if steps else [0] * n, np.int32)
+    return [int(s) for s in multihost_utils.broadcast_one_to_all(mine)]
+
+  def _agreed_problem(self, step: int, abstract_state: Any) -> str | None:
+    """Process 0's cheap verdict on STEP (markers, JSON, array metadata),
+    the same on every process; None: try to restore it."""
+    problem, mismatch = None, None
+    if jax.process_index() == 0:
+      problem = step_problem(self.step_dir(step))
+      if problem is None:
+        try:
+          problem = self._check_fits(step, abstract_state)
+        except CheckpointMismatchError as e:
+          mismatch = e
+    if jax.process_count() > 1:
+      code = 0 if mismatch is None and problem is None else (
+          2 if mismatch is not None else 1)
+      code = int(multihost_utils.broadcast_one_to_all(np.int32(code)))
+      if code == 2 and mismatch is None:
+        mismatch = CheckpointMismatchError(
+            f'Checkpoint {self.step_dir(step)} does not fit this run\'s state '
+            '(a different model or optimizer config?); the log of process 0 '
+            'names the differences.')
+      if code == 1 and problem is None:
+        problem = 'process 0 found it broken'
+    if mismatch is not None:
+      raise mismatch
+    return problem
 
   def _check_fits(self, step: int, abstract_state: Any) -> str | None:
     handler = ocp.StandardCheckpointHandler()
@@ -275,12 +347,12 @@ class Checkpointer:
     return None
 
   def _move_aside(self, step: int, problem: str) -> None:
-    src = self.step_dir(step)
-    dst = os.path.join(self.broken_directory, str(step))
-    n = 1
-    while storage.exists(dst):
-      dst, n = os.path.join(self.broken_directory, f'{step}.{n}'), n + 1
-    if jax.process_index() == 0:
+    if jax.process_index() == 0:  # The others wait at the barrier below.
+      src = self.step_dir(step)
+      dst = os.path.join(self.broken_directory, str(step))
+      n = 1
+      while storage.exists(dst):
+        dst, n = os.path.join(self.broken_directory, f'{step}.{n}'), n + 1
       storage.makedirs(self.broken_directory)
       storage.rename(src, dst)
       logging.warning(

@@ -3,6 +3,7 @@ uninterrupted one does (docs/reliability.md, "Killed runs").
 
   python experiments/reliability/chaos.py --kind=pretrain --kills=10 --workdir=/tmp/chaos
   python experiments/reliability/chaos.py --kind=finetune --kills=10 --workdir=/tmp/chaos_ft
+  python -m experiments.reliability.chaos --processes=4 --kills=10 --workdir=/tmp/chaos4
 
 1. ``reference/``: the tiny run, uninterrupted, through ``python launch.py``
    (with every pause point of ``bert_jax.train.pause_points`` set to 0 s, so
@@ -16,7 +17,11 @@ uninterrupted one does (docs/reliability.md, "Killed runs").
      save     as soon as ``checkpoints/<s>.orbax-checkpoint-tmp*`` of a random
               save step appears (landed: the step was not committed);
      eval     at ``[pause] eval@<s>`` (mid-evaluation) of a random eval step;
-     best     (fine-tuning) at ``[pause] best@<s>``: mid-write of ``best/``.
+     best     (fine-tuning) at ``[pause] best@<s>``: mid-write of ``best/``;
+     broken   as train, then the newest committed checkpoint is made
+              unreadable (garbage in its metadata, or its array files cut
+              short, in turn): the relaunch must fall back to the one
+              before, moving the broken one to ``checkpoints.broken/``.
    The targets lie after the newest committed checkpoint, so every kill costs
    recomputed steps, and move through the run from kill to kill.
 3. Compares the final checkpoints' whole train state (params and optimizer
@@ -24,7 +29,13 @@ uninterrupted one does (docs/reliability.md, "Killed runs").
    left out) and eval_results.json; for fine-tuning also ``best/`` (params
    bitwise, every other file byte for byte) and ``predictions/`` byte for byte.
 4. Prints and writes ``WORKDIR/summary.json``; exits 1 unless all is equal
-   and every kill was resumed from the newest committed step.
+   and every kill was resumed from the newest committed step (after a
+   ``broken`` kill: the newest good one, the broken one moved aside once).
+
+``--processes=N`` (N > 1): every launch, the reference's too, is N processes
+of one run on localhost (jax.distributed, the 8 CPU devices split between
+them), and every kill SIGKILLs all of them, as a preempted slice would
+(``chaos_launch``). ``broken`` is only aimed at when asked for (``--phases``).
 
 Both kinds run on the CPU in fp32 with a shared persistent compilation cache
 (``WORKDIR/jax_cache``), so a relaunch does not recompile. Fine-tuning starts
@@ -57,6 +68,7 @@ from experiments.reliability import chaos_launch
 REPO = chaos_launch.REPO
 PHASES = {'pretrain': ('startup', 'train', 'save', 'eval'),
           'finetune': ('startup', 'train', 'save', 'eval', 'best')}
+EXTRA_PHASES = ('broken',)  # Only when --phases names it.
 SUBDIRS = ('data', 'init', 'reference', 'killed', 'logs', 'jax_cache', 'summary.json')
 EVAL_EVERY, SAVE_EVERY = 4, 3  # Interleaved: an eval kill redoes steps.
 
@@ -77,12 +89,19 @@ FINETUNE = ['--config=configs/finetune.py:task=local_regression,runlocal',
 TOPICS = os.path.join(REPO, 'tests', 'tasks', 'fixtures', 'topics_{}.tsv')
 
 
-def commands(kind: str, base: str, steps: int, init_from: str = ''
-             ) -> tuple[list[str] | None, list[str]]:
-  """(command of the init run or None, overrides of the run under test)."""
+def commands(kind: str, base: str, steps: int, init_from: str = '',
+             processes: int = 1) -> tuple[list[str] | None, list[str]]:
+  """(command of the init run or None, overrides of the run under test).
+
+  With several processes the train state is sharded over all 8 devices
+  (fsdp): each process writes and reads only its own shards, the case where
+  processes can see a checkpoint differently.
+  """
   common = [f'--config.train.num_steps={steps}', '--config.train.log_every_steps=1',
             f'--config.train.eval_every_steps={EVAL_EVERY}',
             f'--config.ckpt.every_steps={SAVE_EVERY}']
+  if processes > 1:
+    common.append(f'--config.mesh.fsdp={chaos_launch.DEVICES}')
   if kind == 'pretrain':
     return None, PRETRAIN + common
   data = os.path.join(base, 'data')
@@ -161,10 +180,38 @@ def target(phase: str, resume: int, floor: int, last: int,
     return phase, soon(_save_steps(last))
   if phase == 'eval':
     return phase, soon(_eval_steps(last))
+  if phase == 'broken':  # After two saves: the fallback is not step 0.
+    floor = max(floor, min(2 * SAVE_EVERY + 1, last - 1))
   busy = set(_save_steps(last)) | set(_eval_steps(last))
   quiet = [s for s in range(floor, min(floor + 2 * SAVE_EVERY, last))
            if s not in busy]
-  return 'train', rng.choice(quiet or list(range(resume + 1, last + 1)))
+  return ('broken' if phase == 'broken' else 'train',
+          rng.choice(quiet or list(range(resume + 1, last + 1))))
+
+
+def break_newest(run_dir: str, how: str, skip: set[int]) -> int | None:
+  """Makes the newest committed step (not in SKIP) unreadable, HOW: garbage
+  in ``metadata/metadata`` (the cheap check finds it, on every process), or
+  ``arrays``: the array files the last process wrote cut to 7 bytes (only the
+  restore finds it, and with several processes only on the processes that
+  read those shards). Returns the step (None: none committed yet)."""
+  step = chaos_compare.newest_committed(run_dir, exclude=skip)
+  if not step:
+    return None
+  step_dir = os.path.join(run_dir, 'checkpoints', str(step))
+  if how == 'metadata':
+    with open(os.path.join(step_dir, 'metadata', 'metadata'), 'wb') as f:
+      f.write(os.urandom(64))
+    return step
+  state = os.path.join(step_dir, 'state')
+  # OCDBT: one ocdbt.process_<i>/ per process with several, the arrays'
+  # metadata in state/d/ (cutting those would fail the cheap check).
+  mine = sorted(d for d in os.listdir(state) if d.startswith('ocdbt.process_'))
+  data = os.path.join(state, mine[-1], 'd') if mine else os.path.join(state, 'd')
+  for name in os.listdir(data):
+    with open(os.path.join(data, name), 'r+b') as f:
+      f.truncate(7)
+  return step
 
 
 def _fresh_base(base: str) -> None:
@@ -180,22 +227,27 @@ def _fresh_base(base: str) -> None:
 
 def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
               phases: tuple[str, ...] | None = None, timeout: float = 600.0,
-              init_from: str = '', cache_dir: str = '', log=print
-              ) -> dict[str, Any]:
+              init_from: str = '', cache_dir: str = '', log=print,
+              processes: int = 1) -> dict[str, Any]:
   """Reference run, killed run, comparison; returns the summary (also in
   BASE/summary.json). INIT_FROM: fine-tune from it instead of a fresh 2-step
-  pretraining run; CACHE_DIR: the compilation cache (BASE/jax_cache)."""
+  pretraining run; CACHE_DIR: the compilation cache (BASE/jax_cache);
+  PROCESSES: processes of every launch of the reference and the killed run
+  (all of them killed at once)."""
   t0 = time.perf_counter()
   base = os.path.abspath(base)
   phases = tuple(phases or PHASES[kind])
-  bad = sorted(set(phases) - set(PHASES[kind]))
+  bad = sorted(set(phases) - set(PHASES[kind] + EXTRA_PHASES))
   if bad:
     raise SystemExit(f'--phases: {bad} not valid for --kind={kind}; choose '
-                     f'from {PHASES[kind]}.')
+                     f'from {PHASES[kind] + EXTRA_PHASES}.')
+  if processes < 1 or chaos_launch.DEVICES % processes:
+    raise SystemExit(f'--processes={processes}: must divide the '
+                     f'{chaos_launch.DEVICES} CPU devices.')
   _fresh_base(base)
   rng = random.Random(seed)
   env = chaos_launch.launch_env(cache_dir or os.path.join(base, 'jax_cache'))
-  init, overrides = commands(kind, base, steps, init_from)
+  init, overrides = commands(kind, base, steps, init_from, processes)
   if init is not None:
     chaos_launch.run_to_end(init, env, os.path.join(base, 'logs', 'init.log'),
                             timeout)
@@ -203,14 +255,23 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
   ref = chaos_launch.run_to_end(
       overrides + [f'--workdir={ref_dir}'],
       dict(env, **chaos_launch.pause_env(['eval', 'best'], seconds=0)),
-      os.path.join(base, 'logs', 'reference.log'), timeout)
+      os.path.join(base, 'logs', 'reference.log'), timeout,
+      processes=processes)
   best_steps = ref.pause_steps('best')
-  log(f'reference: {steps} steps in {ref.wall_s:.1f}s (first step after '
+  log(f'reference ({processes} process{"es" if processes > 1 else ""}): '
+      f'{steps} steps in {ref.wall_s:.1f}s (first step after '
       f'{ref.first_step_s:.1f}s); best/ written at steps {best_steps}')
   cmd = overrides + [f'--workdir={run_dir}']
   records, startup_s = [], ref.first_step_s
+  broken: set[int] = set()  # Broken by the harness, not yet moved aside.
+  hows = iter(('arrays', 'metadata') * kills)
+
+  def still_broken() -> set[int]:
+    return {s for s in broken if chaos_compare.still_there(
+        run_dir, s, sum(r.get('broke') == s for r in records))}
   for i, phase in enumerate(plan(kind, kills, rng, phases)):
-    resume = chaos_compare.newest_committed(run_dir)
+    broken = still_broken()
+    resume = chaos_compare.newest_committed(run_dir, exclude=broken)
     if resume >= steps:
       log(f'kill {i + 1}: the run is already complete; stopping here.')
       break
@@ -218,25 +279,35 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
                         steps, best_steps, rng, startup_s)
     rec = chaos_launch.launch_and_kill(
         cmd, env, os.path.join(base, 'logs', f'killed_{i + 1:02d}.log'),
-        phase, aim, run_dir, timeout)
+        phase, aim, run_dir, timeout, processes)
+    broken = still_broken()
+    if phase == 'broken' and rec['exit'] == 'killed':
+      how = next(hows)
+      rec['broke'] = break_newest(run_dir, how, broken)
+      if rec['broke']:
+        rec['broke_how'] = how
+        broken.add(rec['broke'])
     rec.update(kill=i + 1, resume_before=resume,
-               committed_after=chaos_compare.newest_committed(run_dir),
+               committed_after=chaos_compare.newest_committed(
+                   run_dir, exclude=broken),
                left_behind=chaos_compare.leftovers(run_dir))
     if rec['first_step_s'] is not None:  # The quickest launch seen: a warm one.
       startup_s = min(startup_s, rec['first_step_s'])
     records.append(rec)
+    broke = (f'; broke step {rec["broke"]} ({rec["broke_how"]})'
+             if rec.get('broke') else '')
     log(f'kill {i + 1}: {phase} {aim} -> '
         f'{"landed" if rec["landed"] else "MISSED"} ({rec["where"]}); '
-        f'last step logged {rec["last_step"]}, newest committed '
+        f'last step logged {rec["last_step"]}{broke}, newest committed '
         f'{rec["committed_after"]}, left {rec["left_behind"] or "nothing"}')
     if rec['exit'] != 'killed':
       break  # Finished (a kill that came too late) or crashed.
   final = chaos_launch.run_to_end(cmd, env, os.path.join(base, 'logs',
                                                          'killed_final.log'),
-                                  timeout, check=False)
+                                  timeout, check=False, processes=processes)
   summary = chaos_compare.summarize(kind, seed, kills, steps, cmd, records,
                                     final, ref_dir, run_dir,
-                                    time.perf_counter() - t0)
+                                    time.perf_counter() - t0, processes)
   chaos_compare.write_summary(os.path.join(base, 'summary.json'), summary)
   log(chaos_compare.headline(summary))
   return summary
@@ -263,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--phases', default='',
                  help='Comma-separated phases to aim at (default: all of the '
                       'kind: ' + '; '.join(f'{k}: {",".join(v)}'
-                                           for k, v in PHASES.items()) + ').')
+                                           for k, v in PHASES.items()) +
+                      '; broken only when named).')
+  p.add_argument('--processes', type=int, default=1,
+                 help='Processes of every launch (1, 2, 4 or 8: the 8 CPU '
+                      'devices split between them); a kill takes them all.')
   p.add_argument('--timeout', type=float, default=600.0,
                  help='Seconds one launch may take (default 600).')
   p.add_argument('--init_from', default='',
@@ -275,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     p.error(f'--kills must be >= 0 and --steps >= {2 * SAVE_EVERY}.')
   phases = tuple(filter(None, a.phases.split(','))) or None
   summary = run_chaos(a.kind, a.kills, a.seed, a.workdir, a.steps, phases,
-                      a.timeout, os.path.abspath(a.init_from) if a.init_from else '')
+                      a.timeout, os.path.abspath(a.init_from) if a.init_from else '',
+                      processes=a.processes)
   return 0 if summary['ok'] else 1
 
 

@@ -25,14 +25,37 @@ THROUGHPUT_KEYS = ('steps_per_sec', 'tokens_per_sec', 'padding_fraction', 'mfu')
 _TEMPORARY = re.compile(r'\.tmp($|-|\d)|orbax-checkpoint-tmp|^best\.(old|partial)$')
 
 
-def newest_committed(workdir: str) -> int:
-  """The newest good checkpoint step in WORKDIR (0: none)."""
+def newest_committed(workdir: str, exclude: set[int] | frozenset = frozenset()
+                     ) -> int:
+  """The newest good checkpoint step in WORKDIR (0: none), EXCLUDE left out
+  (steps the harness broke where only a restore can tell)."""
   root = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(root):
     return 0
   good = [int(d) for d in os.listdir(root) if d.isdigit()
+          and int(d) not in exclude
           and ckpt_lib.step_problem(os.path.join(root, d)) is None]
   return max(good, default=0)
+
+
+def still_there(workdir: str, step: int, times: int = 1) -> bool:
+  """Whether STEP, broken by the harness for the TIMES-th time, is still in
+  checkpoints/ (not yet moved aside by a relaunch, nor saved again after)."""
+  moved = str(step) if times <= 1 else f'{step}.{times - 1}'
+  return (os.path.isdir(os.path.join(workdir, 'checkpoints', str(step)))
+          and not os.path.isdir(os.path.join(workdir, ckpt_lib.BROKEN_DIR,
+                                             moved)))
+
+
+def moved_aside(workdir: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+  """checkpoints.broken/ against the steps the harness broke: each moved
+  there exactly once (a second mover would have made ``<step>.1``)."""
+  broke = collections.Counter(r['broke'] for r in records if r.get('broke'))
+  want = sorted(f'{s}.{i}' if i else str(s) for s, n in broke.items()
+                for i in range(n))
+  root = os.path.join(workdir, ckpt_lib.BROKEN_DIR)
+  found = sorted(os.listdir(root)) if os.path.isdir(root) else []
+  return {'equal': want == found, 'expected': want, 'found': found}
 
 
 def leftovers(workdir: str) -> list[str]:
@@ -112,7 +135,8 @@ def _results(workdir: str) -> dict[str, Any]:
 
 def summarize(kind: str, seed: int, kills: int, steps: int, cmd: list[str],
               records: list[dict[str, Any]], final: Any, ref_dir: str,
-              run_dir: str, wall_s: float) -> dict[str, Any]:
+              run_dir: str, wall_s: float, processes: int = 1
+              ) -> dict[str, Any]:
   """The harness's JSON summary (see ``experiments/reliability/chaos.py``)."""
   # The next launch that got past its restore says where kill i resumed from.
   resumed_from, nxt = [], final.resumed_from
@@ -133,22 +157,29 @@ def summarize(kind: str, seed: int, kills: int, steps: int, cmd: list[str],
     p['landed'] += int(r['landed'])
   ckpt = lambda d: os.path.join(d, 'checkpoints', str(steps), 'state')
   done = final.rc == 0 and newest_committed(run_dir) == steps
+  left = leftovers(run_dir)
+  if any(r.get('broke') for r in records):  # Checked apart: moved_aside.
+    left.remove(ckpt_lib.BROKEN_DIR)
   out: dict[str, Any] = {
       'kind': kind, 'seed': seed, 'steps': steps, 'kills_planned': kills,
-      'command': 'python launch.py ' + ' '.join(cmd),
+      'processes': processes,
+      'command': 'python launch.py ' + ' '.join(cmd) + (
+          f' --coordinator_address=localhost:PORT --num_processes={processes}'
+          ' --process_id=I' if processes > 1 else ''),
       'kills_attempted': len(records), 'kills_landed': sum(r['landed'] for r in records),
       'phases': phases,
       'resumed': f'{sum(r["resumed_from_newest"] for r in killed)}/{len(killed)}',
       'steps_recomputed': sum(r['steps_recomputed'] for r in killed),
       'final_launch': {'rc': final.rc, 'resumed_from': final.resumed_from,
                        'tail': final.tail if final.rc else ''},
-      'left_behind_at_end': leftovers(run_dir),
+      'left_behind_at_end': left,
+      'moved_aside': moved_aside(run_dir, records),
       'wall_s': round(wall_s, 1), 'kills': records}
   if done:
     out['final_state'] = compare_arrays(ckpt(ref_dir), ckpt(run_dir))
     out['metrics'] = compare_metrics(ref_dir, run_dir)
     out['eval_results_equal'] = (_results(ref_dir) == _results(run_dir))
-  checks = ['final_state', 'metrics']
+  checks = ['final_state', 'metrics', 'moved_aside']
   if kind == 'finetune' and done:
     out['best_params'] = compare_arrays(os.path.join(ref_dir, 'best', 'params'),
                                         os.path.join(run_dir, 'best', 'params'))
@@ -172,10 +203,16 @@ def headline(s: dict[str, Any]) -> str:
   """One line: resumed N/N, steps recomputed, what is equal."""
   per_phase = ', '.join(f'{p} {v["landed"]}/{v["attempted"]}'
                         for p, v in sorted(s['phases'].items()))
-  parts = [f'{s["kind"]}: {s["kills_landed"]}/{s["kills_attempted"]} kills '
+  procs = s.get('processes', 1)
+  kind = s['kind'] + (f' x{procs} processes' if procs > 1 else '')
+  parts = [f'{kind}: {s["kills_landed"]}/{s["kills_attempted"]} kills '
            f'landed ({per_phase}); '
            f'resumed {s["resumed"]} from the newest committed step; '
            f'{s["steps_recomputed"]} steps recomputed']
+  if s.get('moved_aside', {}).get('expected'):
+    m = s['moved_aside']
+    parts.append(f'broken steps {m["expected"]} moved aside '
+                 f'{"once each" if m["equal"] else "WRONG: " + str(m["found"])}')
   for key, name in (('final_state', 'final params+optimizer state'),
                     ('metrics', 'metrics.jsonl'), ('best_params', 'best params'),
                     ('best_files', 'best/ files'), ('predictions', 'predictions')):

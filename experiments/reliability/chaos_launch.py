@@ -1,5 +1,12 @@
 """Launching ``launch.py`` for the kill -9 harness (``experiments/reliability/chaos.py``):
-run to the end, or watch the run and SIGKILL it at one aimed point."""
+run to the end, or watch the run and SIGKILL it at one aimed point.
+
+With ``processes=N > 1`` a launch is N processes of one run on localhost
+(jax.distributed, a fresh coordinator port per launch, the 8 CPU devices split
+between them), each under the launcher's supervisor, and a kill SIGKILLs every
+one of them and their children at once: a preempted slice. The harness reads
+process 0's output (the progress lines); the others go to ``<log>.p<i>``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import dataclasses
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +28,7 @@ _RESUMED = re.compile(r'^Resumed from step (\d+) ')
 _PAUSE = re.compile(r'^\[pause\] (\w+)@(\d+)$')
 _TMP = '.orbax-checkpoint-tmp'
 _POLL_S = 0.001  # A tiny run's checkpoint write takes ~0.2-0.5 s here.
+DEVICES = 8  # CPU devices of one run, split between its processes.
 
 
 def launch_env(cache_dir: str) -> dict[str, str]:
@@ -40,21 +49,60 @@ def pause_env(points: list[str], seconds: float = 600.0,
   return {PAUSE_ENV: at, PAUSE_SECONDS_ENV: str(seconds)}
 
 
-class Launch:
-  """One ``python launch.py`` subprocess, its output read line by line."""
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
 
-  def __init__(self, overrides: list[str], env: dict[str, str], log_path: str):
+
+def _descendants(pid: int) -> list[int]:
+  """PIDs below PID (children of children...), read from /proc."""
+  parents: dict[int, list[int]] = {}
+  for name in os.listdir('/proc'):
+    if name.isdigit():
+      try:
+        with open(f'/proc/{name}/stat') as f:
+          ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+      except (OSError, IndexError, ValueError):
+        continue
+      parents.setdefault(ppid, []).append(int(name))
+  out, todo = [], [pid]
+  while todo:
+    kids = parents.get(todo.pop(), [])
+    out += kids
+    todo += kids
+  return out
+
+
+class Launch:
+  """One run of ``python launch.py``: PROCESSES subprocesses, process 0's
+  output read line by line."""
+
+  def __init__(self, overrides: list[str], env: dict[str, str], log_path: str,
+               processes: int = 1):
     self.t0 = time.perf_counter()
     self.lines: list[tuple[float, str]] = []
     self._log = open(log_path, 'w')  # pylint: disable=consider-using-with
-    # Its own process group: the kill takes every thread and child at once.
-    self.proc = subprocess.Popen(
-        [sys.executable, 'launch.py', *overrides], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+    self._other_logs = []
+    self.procs: list[subprocess.Popen] = []
+    port = _free_port()
+    for i in range(processes):
+      args, penv, out = [sys.executable, 'launch.py', *overrides], env, subprocess.PIPE
+      if processes > 1:
+        args += [f'--coordinator_address=localhost:{port}',
+                 f'--num_processes={processes}', f'--process_id={i}']
+        penv = dict(env, XLA_FLAGS='--xla_force_host_platform_device_count='
+                    f'{DEVICES // processes}')
+      if i:
+        out = open(f'{log_path}.p{i}', 'w')  # pylint: disable=consider-using-with
+        self._other_logs.append(out)
+      # Its own process group: the kill takes every thread and child at once.
+      self.procs.append(subprocess.Popen(
+          args, cwd=REPO, env=penv, stdout=out, stderr=subprocess.STDOUT,
+          text=True, start_new_session=True))
+    self.proc = self.procs[0]
     self._reader = threading.Thread(target=self._read, daemon=True)
     self._reader.start()
-
   def _read(self) -> None:
     for line in self.proc.stdout:
       self.lines.append((time.perf_counter() - self.t0, line.rstrip('\n')))
@@ -62,17 +110,42 @@ class Launch:
       self._log.flush()
 
   def kill(self) -> None:
-    try:
-      os.killpg(self.proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # It had just exited.
-      pass
+    """SIGKILLs every process of the run and everything under them, at
+    once (the supervisor's training child has a process group of its own)."""
+    pids = [p.pid for p in self.procs if p.poll() is None]
+    pids += [c for pid in pids for c in _descendants(pid)]
+    for pid in pids:
+      try:
+        os.kill(pid, signal.SIGKILL)
+      except ProcessLookupError:  # It had just exited.
+        pass
+    for p in self.procs:
+      try:
+        os.killpg(p.pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+    deadline = time.perf_counter() + 10
+    for pid in pids:  # Gone before the harness looks at the workdir.
+      while _running(pid) and time.perf_counter() < deadline:
+        time.sleep(0.01)
     self.wait(30)
 
+  def poll(self) -> int | None:
+    """None while any process runs; else the run's exit status."""
+    codes = [p.poll() for p in self.procs]
+    if any(c is None for c in codes):
+      return None
+    return next((c for c in codes if c), 0)
+
   def wait(self, timeout: float) -> int:
-    rc = self.proc.wait(timeout)
+    deadline = time.perf_counter() + timeout
+    for p in self.procs:
+      p.wait(max(deadline - time.perf_counter(), 0.1))
     self._reader.join(10)
     self._log.close()
-    return rc
+    for f in self._other_logs:
+      f.close()
+    return self.poll()
 
   def seen(self, pattern: re.Pattern) -> list[re.Match]:
     return [m for _, line in list(self.lines) if (m := pattern.match(line))]
@@ -95,6 +168,15 @@ class Launch:
     return '\n'.join(line for _, line in self.lines[-n:])
 
 
+def _running(pid: int) -> bool:
+  """Whether PID exists and is not a zombie (a killed child not yet reaped)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
 @dataclasses.dataclass
 class Finished:
   rc: int
@@ -110,9 +192,10 @@ class Finished:
 
 
 def run_to_end(overrides: list[str], env: dict[str, str], log_path: str,
-               timeout: float, check: bool = True) -> Finished:
+               timeout: float, check: bool = True, processes: int = 1
+               ) -> Finished:
   """Runs one launch to its end; with CHECK a failure stops the harness."""
-  launch = Launch(overrides, env, log_path)
+  launch = Launch(overrides, env, log_path, processes)
   try:
     rc = launch.wait(timeout)
   except subprocess.TimeoutExpired:
@@ -136,8 +219,8 @@ def _tmp_dirs(run_dir: str, step: int) -> list[str]:
 
 
 def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
-                    phase: str, aim: Any, run_dir: str, timeout: float
-                    ) -> dict[str, Any]:
+                    phase: str, aim: Any, run_dir: str, timeout: float,
+                    processes: int = 1) -> dict[str, Any]:
   """Launches, waits for the aimed point of PHASE, SIGKILLs; a record of it.
 
   ``landed`` says whether the kill hit the phase: for a save, that step's
@@ -147,10 +230,10 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
   """
   if phase in ('eval', 'best'):
     env = dict(env, **pause_env([phase], step=aim))
-  launch = Launch(overrides, env, log_path)
+  launch = Launch(overrides, env, log_path, processes)
   deadline = launch.t0 + timeout
   where = ''
-  while launch.proc.poll() is None and time.perf_counter() < deadline:
+  while launch.poll() is None and time.perf_counter() < deadline:
     now = time.perf_counter() - launch.t0
     if phase == 'startup' and (now >= aim or launch.first_step_s() is not None):
       where = 'before the first step' if launch.first_step_s() is None else (
@@ -158,7 +241,7 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
       if not launch.seen(re.compile('^JAX process')):
         where = 'during imports'
       break
-    if phase == 'train' and launch.last_step() >= aim:
+    if phase in ('train', 'broken') and launch.last_step() >= aim:
       where = f'after step {launch.last_step()}'
       break
     # After the first step: orbax has removed a killed save's leftovers.
@@ -170,7 +253,7 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
       where = f'paused at {phase}@{aim}'
       break
     time.sleep(_POLL_S)
-  exited = launch.proc.poll() is not None
+  exited = launch.poll() is not None
   if exited:
     launch.wait(30)
   else:
@@ -179,15 +262,15 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
   committed = os.path.isdir(os.path.join(run_dir, 'checkpoints', str(aim)))
   landed = not exited and {
       'startup': where == 'before the first step' or where == 'during imports',
-      'train': True,
+      'train': True, 'broken': True,
       'save': bool(_tmp_dirs(run_dir, aim)) and not committed,
       'eval': True, 'best': True}[phase]
   if exited:
-    where = f'exited by itself with {launch.proc.returncode} first'
+    where = f'exited by itself with {launch.poll()} first'
   return {'phase': phase, 'target': aim, 'landed': landed, 'where': where,
           'killed_at_s': round(t_kill, 3),
           'exit': 'exited' if exited else 'killed',
-          'returncode': launch.proc.returncode if exited else None,
+          'returncode': launch.poll() if exited else None,
           'first_step_s': launch.first_step_s(),
           'resumed_from': launch.resumed_from(),
           # Got past the restore (a kill before it says nothing of it).

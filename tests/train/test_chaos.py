@@ -10,6 +10,7 @@ undone."""
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -36,6 +37,32 @@ def test_a_pretraining_run_killed_twice_ends_bit_for_bit(tmp_path):
   assert s['final_state']['equal'] and s['final_state']['leaves'] > 10
   assert s['metrics']['equal'] and s['metrics']['repeated_records'] == 0
   assert s['eval_results_equal'] and not s['left_behind_at_end']
+
+
+def test_two_processes_preempted_and_a_broken_checkpoint_end_bit_for_bit(tmp_path):
+  """Both processes of a run SIGKILLed at once (a preempted slice), then the
+  newest checkpoint broken so that only process 1 can tell: its own array
+  files cut short, the state sharded over both processes (fsdp). Both
+  processes must agree to fall back (process 1's restore fails, process 0's
+  works: without the agreement process 0 waited 5 minutes at orbax's restore
+  barrier), the step is moved aside once, and the relaunch ends bit for bit
+  where an uninterrupted 2-process run does. The long form (N=4, more kills,
+  fine-tuning) is in docs/reliability.md."""
+  t0 = time.time()
+  s = chaos.run_chaos('pretrain', kills=1, seed=1, base=str(tmp_path),
+                      steps=8, phases=('broken',), processes=2, timeout=600)
+  assert s['ok'], json.dumps(s, indent=1, default=str)[-4000:]
+  kill = s['kills'][0]
+  assert (kill['phase'], kill['landed'], kill['broke_how']) == ('broken', True, 'arrays')
+  # Fell back past the broken step to the one before, which is not step 0.
+  assert 0 < kill['next_resumed_from'] == kill['committed_after'] < kill['broke']
+  assert s['moved_aside'] == {'equal': True, 'expected': [str(kill['broke'])],
+                              'found': [str(kill['broke'])]}
+  with open(tmp_path / 'logs' / 'killed_final.log') as f:
+    assert 'restoring it failed on process(es) [1]' in f.read()
+  assert s['final_state']['equal'] and s['metrics']['equal']
+  assert s['eval_results_equal'] and not s['left_behind_at_end']
+  print(f'2 processes, 1 kill: {time.time() - t0:.0f} s')
 
 
 def test_a_resumed_fine_tuning_keeps_the_best_checkpoint(tiny_ckpt, tmp_path):

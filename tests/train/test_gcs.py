@@ -23,6 +23,7 @@ from bert_jax.train import workdir_lock
 from bert_jax.configs import finetune
 from tests import gcs_emulator
 from tests.train import helpers
+from tests.train import test_multiprocess
 from tests.train import test_reliability
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'tasks',
@@ -181,3 +182,13 @@ def test_pretrain_stop_resume_and_finetune_on_gs(bucket, tmp_path):
     assert storage.exists(f'{ft_dir}/{name}'), name
   # The best checkpoint on gs:// is itself a checkpoint directory.
   assert pretrained.load_task_metadata(f'{ft_dir}/best')['labels']
+
+
+def test_a_live_runs_lock_on_gs_refuses_a_two_process_run(bucket):
+  workdir = f'{bucket}/locked_n'
+  me = workdir_lock.acquire(workdir)  # This test's process: a live run.
+  try:
+    test_multiprocess.refused_two_process_run(workdir, os.getpid())
+  finally:
+    workdir_lock.release(workdir, me)
+  assert storage.listdir(workdir) == []

@@ -166,3 +166,42 @@ def test_one_process_lost_the_other_says_so(tmp_path):
     steps = [int(s) for s in os.listdir(tmp_path / f'kill{victim}' / 'checkpoints')
              if s.isdigit()]
     assert f'resumes from step {max(steps)}' in last, (last, steps)
+
+
+def refused_two_process_run(workdir, holder_pid):
+  """Launches 2 processes of a tiny run on WORKDIR, whose lock a live run
+  (HOLDER_PID) holds: both must refuse before any setup, with status 2, and
+  process 0 names the holder. Also used on gs:// (tests/train/test_gcs.py)."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             JAX_PLATFORMS='cpu')
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _cmd(workdir, f'--coordinator_address=localhost:{port}',
+           '--num_processes=2', f'--process_id={i}'),
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=600) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  lasts = [err.strip().splitlines()[-1] for _, err in outs]
+  assert [p.returncode for p in procs] == [2, 2], outs
+  assert f'in use by the run with PID {holder_pid}' in lasts[0], lasts
+  assert 'Process 0 could not lock' in lasts[1], lasts
+  assert not any('First step' in out for out, _ in outs)
+
+
+def test_a_live_run_keeps_a_second_two_process_run_out(tmp_path):
+  """One run per workdir with several processes: process 0 holds the lock for
+  its run (its PID is in run.lock) and every process of a second run refuses.
+  The lock left by a whole run SIGKILLed is taken over on relaunch: the
+  N-process kill harness (tests/train/test_chaos.py) checks that."""
+  from tests.train import test_reliability  # pylint: disable=import-outside-toplevel
+  holder = test_reliability._holder(tmp_path)  # pylint: disable=protected-access
+  try:
+    refused_two_process_run(tmp_path, holder.pid)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert sorted(os.listdir(tmp_path)) == ['run.lock']  # Nothing else written.
