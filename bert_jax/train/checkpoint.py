@@ -187,6 +187,8 @@ class Checkpointer:
       # Only good steps count: the K newest stay, the newest among them too.
       for old in self.good_steps()[:-self.keep]:
         storage.rmtree(self.step_dir(old))
+    if jax.process_count() > 1:  # No process lists a step while 0 removes it.
+      multihost_utils.sync_global_devices(f'bert_jax:pruned_after_{step}')
     self.manager.reload()
 
   def _write_failed(self, step: int, error: BaseException) -> None:
