@@ -26,6 +26,11 @@ from bert_jax.lab import aggregate
 from bert_jax.lab import report
 from bert_jax.lab import stats
 
+try:  # matplotlib is optional: without it the report is the table alone.
+  from bert_jax.lab import plots
+except ImportError:
+  plots = None
+
 RANDOM_INIT = 'random_init'
 PRETRAIN_METRIC = 'mlm_accuracy'
 
@@ -198,9 +203,7 @@ def _train_length(root: str) -> int | None:
 
 
 def plots_by_length(series, train_length, path) -> bool:
-  try:
-    from bert_jax.lab import plots  # pylint: disable=g-import-not-at-top
-  except ImportError:  # matplotlib missing: the table alone.
+  if plots is None:
     return False
   return plots.by_length(series, 'mlm_loss', train_length, path)
 
