@@ -24,6 +24,12 @@ What can go wrong on disk, and what this module does about it
   ``CheckpointWriteError`` naming the directory and the good steps left; the
   partial temporary directory is removed to give the space back (again if
   tensorstore writes still in flight recreate it).
+- With several processes, orbax keys the signals between them ("process 0
+  has created the temporary directories") by a per-process count of saves.
+  A save that only process 0 makes (the fine-tuning best checkpoint) puts
+  its count ahead; the others then read an old signal as the new one and
+  write into directories that do not exist yet. ``save`` first brings every
+  process to the highest count (``_align_operation_ids``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
+try:  # The counter orbax keys its cross-process signals by (no public name).
+  from orbax.checkpoint._src.futures.synchronization import OperationIdGenerator
+except ImportError:  # Another orbax layout: nothing to align.
+  OperationIdGenerator = None
 
 from bert_jax import storage
 from bert_jax.data import loader as loader_lib
@@ -97,6 +107,17 @@ def _leaf_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
       tree, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype'))[0]
   return {'/'.join(name(k) for k in p): (tuple(x.shape), str(np.dtype(x.dtype)))
           for p, x in flat}
+
+
+def _align_operation_ids() -> None:
+  """Brings orbax's save counter of every process to the highest one (a
+  collective: every process calls it, with several; see the docstring)."""
+  if jax.process_count() == 1 or OperationIdGenerator is None:
+    return
+  mine = int(OperationIdGenerator.get_current_operation_id())
+  top = int(np.max(multihost_utils.process_allgather(np.int64(mine))))
+  while int(OperationIdGenerator.get_current_operation_id()) < top:
+    OperationIdGenerator.next_operation_id()
 
 
 class Checkpointer:
@@ -157,6 +178,7 @@ class Checkpointer:
       CheckpointWriteError: this save or the previous one could not be written.
     """
     self._settle()
+    _align_operation_ids()
     items = dict(state=ocp.args.StandardSave(state),
                  metadata=ocp.args.JsonSave(metadata))
     if data_iterator is not None:
