@@ -16,7 +16,9 @@ runs at a time; the next best, and the end of the run (``close``), wait for
 it, so ``eval_results.json`` never names a best that is not on disk. An error
 in the thread is raised there, in the loop. The train-state checkpoint and
 this write never run at the same time (each waits for the other): two orbax
-writes in flight at once were seen to hang.
+writes in flight at once were seen to hang. With several processes only
+process 0 makes this save, which puts its orbax save counter ahead of the
+others'; ``checkpoint.Checkpointer.save`` re-aligns the counters.
 """
 
 from __future__ import annotations

@@ -65,6 +65,22 @@ def test_two_processes_preempted_and_a_broken_checkpoint_end_bit_for_bit(tmp_pat
   print(f'2 processes, 1 kill: {time.time() - t0:.0f} s')
 
 
+def test_two_processes_fine_tuning_killed_writing_best_ends_bit_for_bit(tmp_path):
+  """Fine-tuning as 2 processes, both killed while process 0 writes best/:
+  the relaunch redoes the evaluation, writes best/ again (a save that only
+  process 0 makes) and then train-state saves, which hung before the save
+  counters were aligned (test_checkpoint_processes.py); everything ends as
+  in the uninterrupted 2-process run, best/ and predictions included."""
+  s = chaos.run_chaos('finetune', kills=1, seed=1, base=str(tmp_path),
+                      steps=8, phases=('best',), processes=2, timeout=600)
+  assert s['ok'], json.dumps(s, indent=1, default=str)[-4000:]
+  kill = s['kills'][0]
+  assert (kill['phase'], kill['landed']) == ('best', True)
+  assert s['final_state']['equal'] and s['metrics']['equal']
+  assert s['best_params']['equal'] and s['predictions']['equal']
+  assert s['eval_results_equal'] and not s['left_behind_at_end']
+
+
 def test_a_resumed_fine_tuning_keeps_the_best_checkpoint(tiny_ckpt, tmp_path):
   """Resuming must not forget the best score: the first evaluation after it
   would otherwise always replace best/ (what the harness found). Two runs
