@@ -35,7 +35,13 @@ uninterrupted one does (docs/reliability.md, "Killed runs").
 ``--processes=N`` (N > 1): every launch, the reference's too, is N processes
 of one run on localhost (jax.distributed, the 8 CPU devices split between
 them), and every kill SIGKILLs all of them, as a preempted slice would
-(``chaos_launch``). ``broken`` is only aimed at when asked for (``--phases``).
+(``chaos_launch``). ``broken`` is only aimed at when asked for (``--phases``),
+and so is ``lost``: after a train step, process 0 (the coordinator), then
+another process, in turn, is SIGKILLed alone, as a lost VM is; every other
+process must stop by itself within the heartbeat timeout (the launches get
+``--heartbeat_timeout_s=15``) plus 45 s, with status 75 and a last line that
+names the lost process and the step the relaunch resumes from; the relaunch
+of all N must then resume from that step and end bit for bit.
 
 Both kinds run on the CPU in fp32 with a shared persistent compilation cache
 (``WORKDIR/jax_cache``), so a relaunch does not recompile. Fine-tuning starts
@@ -68,7 +74,10 @@ from experiments.reliability import chaos_launch
 REPO = chaos_launch.REPO
 PHASES = {'pretrain': ('startup', 'train', 'save', 'eval'),
           'finetune': ('startup', 'train', 'save', 'eval', 'best')}
-EXTRA_PHASES = ('broken',)  # Only when --phases names it.
+EXTRA_PHASES = ('broken', 'lost')  # Only when --phases names them.
+# `lost` (N > 1 processes): the launches get this heartbeat timeout, and the
+# survivors of a lost process must stop within it plus LOST_MARGIN_S.
+HEARTBEAT_S, LOST_MARGIN_S = 15, 45
 SUBDIRS = ('data', 'init', 'reference', 'killed', 'logs', 'jax_cache', 'summary.json')
 EVAL_EVERY, SAVE_EVERY = 4, 3  # Interleaved: an eval kill redoes steps.
 
@@ -90,7 +99,8 @@ TOPICS = os.path.join(REPO, 'tests', 'tasks', 'fixtures', 'topics_{}.tsv')
 
 
 def commands(kind: str, base: str, steps: int, init_from: str = '',
-             processes: int = 1) -> tuple[list[str] | None, list[str]]:
+             processes: int = 1, heartbeat_s: int | None = None
+             ) -> tuple[list[str] | None, list[str]]:
   """(command of the init run or None, overrides of the run under test).
 
   With several processes the train state is sharded over all 8 devices
@@ -102,6 +112,8 @@ def commands(kind: str, base: str, steps: int, init_from: str = '',
             f'--config.ckpt.every_steps={SAVE_EVERY}']
   if processes > 1:
     common.append(f'--config.mesh.fsdp={chaos_launch.DEVICES}')
+  if heartbeat_s:
+    common.append(f'--heartbeat_timeout_s={heartbeat_s}')
   if kind == 'pretrain':
     return None, PRETRAIN + common
   data = os.path.join(base, 'data')
@@ -185,7 +197,7 @@ def target(phase: str, resume: int, floor: int, last: int,
   busy = set(_save_steps(last)) | set(_eval_steps(last))
   quiet = [s for s in range(floor, min(floor + 2 * SAVE_EVERY, last))
            if s not in busy]
-  return ('broken' if phase == 'broken' else 'train',
+  return (phase if phase in ('broken', 'lost') else 'train',
           rng.choice(quiet or list(range(resume + 1, last + 1))))
 
 
@@ -212,6 +224,22 @@ def break_newest(run_dir: str, how: str, skip: set[int]) -> int | None:
     with open(os.path.join(data, name), 'r+b') as f:
       f.truncate(7)
   return step
+
+
+def check_survivors(lost: dict[str, Any], committed: int, processes: int) -> None:
+  """Sets LOST['ok']: every survivor stopped by itself with status 75 and a
+  last line naming the lost process, all N and the step a relaunch resumes
+  from (the newest committed one)."""
+  victim = lost['victim']
+  resume = (f'resumes from step {committed},' if committed else
+            'no checkpoint is committed yet')
+  lost['ok'] = all(
+      v['exited_after_s'] is not None and v['rc'] == 75
+      and v['last_line'].startswith(f'error: process {i} stopped because '
+                                    f'process {victim}')
+      and f'Relaunch all {processes} processes' in v['last_line']
+      and resume in v['last_line']
+      for i, v in lost['survivors'].items())
 
 
 def _fresh_base(base: str) -> None:
@@ -244,10 +272,13 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
   if processes < 1 or chaos_launch.DEVICES % processes:
     raise SystemExit(f'--processes={processes}: must divide the '
                      f'{chaos_launch.DEVICES} CPU devices.')
+  if 'lost' in phases and processes < 2:
+    raise SystemExit('--phases=lost (one process of N lost) needs --processes >= 2.')
   _fresh_base(base)
   rng = random.Random(seed)
   env = chaos_launch.launch_env(cache_dir or os.path.join(base, 'jax_cache'))
-  init, overrides = commands(kind, base, steps, init_from, processes)
+  init, overrides = commands(kind, base, steps, init_from, processes,
+                             HEARTBEAT_S if 'lost' in phases else None)
   if init is not None:
     chaos_launch.run_to_end(init, env, os.path.join(base, 'logs', 'init.log'),
                             timeout)
@@ -265,6 +296,8 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
   records, startup_s = [], ref.first_step_s
   broken: set[int] = set()  # Broken by the harness, not yet moved aside.
   hows = iter(('arrays', 'metadata') * kills)
+  # Lost processes: the coordinator, then another one, in turn.
+  victims = iter([0, rng.randrange(1, processes)] * kills if processes > 1 else [])
 
   def still_broken() -> set[int]:
     return {s for s in broken if chaos_compare.still_there(
@@ -279,7 +312,9 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
                         steps, best_steps, rng, startup_s)
     rec = chaos_launch.launch_and_kill(
         cmd, env, os.path.join(base, 'logs', f'killed_{i + 1:02d}.log'),
-        phase, aim, run_dir, timeout, processes)
+        phase, aim, run_dir, timeout, processes,
+        victim=next(victims) if phase == 'lost' else 0,
+        lost_wait_s=HEARTBEAT_S + LOST_MARGIN_S)
     broken = still_broken()
     if phase == 'broken' and rec['exit'] == 'killed':
       how = next(hows)
@@ -291,6 +326,8 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
                committed_after=chaos_compare.newest_committed(
                    run_dir, exclude=broken),
                left_behind=chaos_compare.leftovers(run_dir))
+    if 'lost' in rec:
+      check_survivors(rec['lost'], rec['committed_after'], processes)
     if rec['first_step_s'] is not None:  # The quickest launch seen: a warm one.
       startup_s = min(startup_s, rec['first_step_s'])
     records.append(rec)
@@ -300,6 +337,12 @@ def run_chaos(kind: str, kills: int, seed: int, base: str, steps: int = 16,
         f'{"landed" if rec["landed"] else "MISSED"} ({rec["where"]}); '
         f'last step logged {rec["last_step"]}{broke}, newest committed '
         f'{rec["committed_after"]}, left {rec["left_behind"] or "nothing"}')
+    if 'lost' in rec:
+      log(f'  process {rec["lost"]["victim"]} lost: ' + '; '.join(
+          f'process {j} exit {v["rc"]} after {v["exited_after_s"]} s'
+          for j, v in rec['lost']['survivors'].items()) +
+          f' -> {"OK" if rec["lost"]["ok"] else "WRONG"}; last line of one: '
+          f'{next(iter(rec["lost"]["survivors"].values()))["last_line"]}')
     if rec['exit'] != 'killed':
       break  # Finished (a kill that came too late) or crashed.
   final = chaos_launch.run_to_end(cmd, env, os.path.join(base, 'logs',
@@ -335,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                  help='Comma-separated phases to aim at (default: all of the '
                       'kind: ' + '; '.join(f'{k}: {",".join(v)}'
                                            for k, v in PHASES.items()) +
-                      '; broken only when named).')
+                      '; broken and lost (one process of N killed alone) '
+                      'only when named).')
   p.add_argument('--processes', type=int, default=1,
                  help='Processes of every launch (1, 2, 4 or 8: the 8 CPU '
                       'devices split between them); a kill takes them all.')

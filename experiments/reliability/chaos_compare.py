@@ -191,6 +191,7 @@ def summarize(kind: str, seed: int, kills: int, steps: int, cmd: list[str],
   out['ok'] = bool(done and all(out[c]['equal'] for c in checks)
                    and out['eval_results_equal'] and not out['left_behind_at_end']
                    and all(r['resumed_from_newest'] for r in killed)
+                   and all(r['lost']['ok'] for r in records if 'lost' in r)
                    and len(killed) == kills)
   return out
 
@@ -209,6 +210,10 @@ def headline(s: dict[str, Any]) -> str:
            f'landed ({per_phase}); '
            f'resumed {s["resumed"]} from the newest committed step; '
            f'{s["steps_recomputed"]} steps recomputed']
+  lost = [r['lost'] for r in s['kills'] if 'lost' in r]
+  if lost:
+    parts.append(f'{sum(x["ok"] for x in lost)}/{len(lost)} lost processes '
+                 'stopped the others with the right last line')
   if s.get('moved_aside', {}).get('expected'):
     m = s['moved_aside']
     parts.append(f'broken steps {m["expected"]} moved aside '

@@ -82,6 +82,7 @@ class Launch:
                processes: int = 1):
     self.t0 = time.perf_counter()
     self.lines: list[tuple[float, str]] = []
+    self.log_path = log_path
     self._log = open(log_path, 'w')  # pylint: disable=consider-using-with
     self._other_logs = []
     self.procs: list[subprocess.Popen] = []
@@ -129,6 +130,35 @@ class Launch:
       while _running(pid) and time.perf_counter() < deadline:
         time.sleep(0.01)
     self.wait(30)
+
+  def lose(self, victim: int, wait_s: float) -> dict[int, float]:
+    """SIGKILLs process VICTIM alone (its supervisor and training child, as
+    a lost VM does) and waits up to WAIT_S for the others to exit by
+    themselves; {survivor: seconds it took} for those that did."""
+    pid = self.procs[victim].pid
+    for p in [pid] + _descendants(pid):
+      try:
+        os.kill(p, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+    t0 = time.perf_counter()
+    others = [i for i in range(len(self.procs)) if i != victim]
+    exited: dict[int, float] = {}
+    while len(exited) < len(others) and time.perf_counter() - t0 < wait_s:
+      for i in others:
+        if i not in exited and self.procs[i].poll() is not None:
+          exited[i] = round(time.perf_counter() - t0, 1)
+      time.sleep(0.05)
+    return exited
+
+  def last_line(self, i: int) -> str:
+    """The last non-empty line process I printed (after ``wait``)."""
+    if i == 0:
+      lines = [line for _, line in self.lines]
+    else:
+      with open(f'{self.log_path}.p{i}', errors='replace') as f:
+        lines = f.read().splitlines()
+    return next((line for line in reversed(lines) if line.strip()), '')
 
   def poll(self) -> int | None:
     """None while any process runs; else the run's exit status."""
@@ -220,8 +250,14 @@ def _tmp_dirs(run_dir: str, step: int) -> list[str]:
 
 def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
                     phase: str, aim: Any, run_dir: str, timeout: float,
-                    processes: int = 1) -> dict[str, Any]:
+                    processes: int = 1, victim: int = 0,
+                    lost_wait_s: float = 60.0) -> dict[str, Any]:
   """Launches, waits for the aimed point of PHASE, SIGKILLs; a record of it.
+
+  PHASE ``lost`` SIGKILLs process VICTIM only, after the aimed step, and lets
+  the others stop by themselves (for up to LOST_WAIT_S; any left then are
+  killed): the record's ``lost`` holds each survivor's exit status, seconds
+  and last line.
 
   ``landed`` says whether the kill hit the phase: for a save, that step's
   temporary folder was there and the step not committed after the kill; for
@@ -241,7 +277,7 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
       if not launch.seen(re.compile('^JAX process')):
         where = 'during imports'
       break
-    if phase in ('train', 'broken') and launch.last_step() >= aim:
+    if phase in ('train', 'broken', 'lost') and launch.last_step() >= aim:
       where = f'after step {launch.last_step()}'
       break
     # After the first step: orbax has removed a killed save's leftovers.
@@ -254,7 +290,15 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
       break
     time.sleep(_POLL_S)
   exited = launch.poll() is not None
-  if exited:
+  lost = None
+  if not exited and phase == 'lost':
+    stopped = launch.lose(victim, lost_wait_s)
+    launch.kill()  # Any survivor that did not stop in time.
+    lost = {'victim': victim, 'survivors': {
+        i: {'rc': launch.procs[i].returncode, 'exited_after_s': stopped.get(i),
+            'last_line': launch.last_line(i)}
+        for i in range(processes) if i != victim}}
+  elif exited:
     launch.wait(30)
   else:
     launch.kill()
@@ -264,10 +308,13 @@ def launch_and_kill(overrides: list[str], env: dict[str, str], log_path: str,
       'startup': where == 'before the first step' or where == 'during imports',
       'train': True, 'broken': True,
       'save': bool(_tmp_dirs(run_dir, aim)) and not committed,
-      'eval': True, 'best': True}[phase]
+      'eval': True, 'best': True, 'lost': True}[phase]
   if exited:
     where = f'exited by itself with {launch.poll()} first'
+  if lost is not None:
+    where += f', process {victim} alone'
   return {'phase': phase, 'target': aim, 'landed': landed, 'where': where,
+          **({'lost': lost} if lost is not None else {}),
           'killed_at_s': round(t_kill, 3),
           'exit': 'exited' if exited else 'killed',
           'returncode': launch.poll() if exited else None,

@@ -39,30 +39,45 @@ def test_a_pretraining_run_killed_twice_ends_bit_for_bit(tmp_path):
   assert s['eval_results_equal'] and not s['left_behind_at_end']
 
 
-def test_two_processes_preempted_and_a_broken_checkpoint_end_bit_for_bit(tmp_path):
-  """Both processes of a run SIGKILLed at once (a preempted slice), then the
-  newest checkpoint broken so that only process 1 can tell: its own array
-  files cut short, the state sharded over both processes (fsdp). Both
-  processes must agree to fall back (process 1's restore fails, process 0's
-  works: without the agreement process 0 waited 5 minutes at orbax's restore
-  barrier), the step is moved aside once, and the relaunch ends bit for bit
-  where an uninterrupted 2-process run does. The long form (N=4, more kills,
+def test_two_processes_preempted_one_lost_and_a_broken_checkpoint_end_bit_for_bit(tmp_path):
+  """Two kills of a 2-process run. `broken`: both processes SIGKILLed at once
+  (a preempted slice), then the newest checkpoint broken so that only
+  process 1 can tell: its own array files cut short, the state sharded over
+  both processes (fsdp). Both processes must agree to fall back (process 1's
+  restore fails, process 0's works: without the agreement process 0 waited 5
+  minutes at orbax's restore barrier), and the step is moved aside once.
+  `lost`: the coordinator alone SIGKILLed (a lost VM): process 1 must stop
+  by itself with status 75 and a last line that names process 0 and the step
+  the relaunch resumes from. The relaunches end bit for bit where an
+  uninterrupted 2-process run does. The long form (N=4, more kills,
   fine-tuning) is in docs/reliability.md."""
   t0 = time.time()
-  s = chaos.run_chaos('pretrain', kills=1, seed=1, base=str(tmp_path),
-                      steps=8, phases=('broken',), processes=2, timeout=600)
+  s = chaos.run_chaos('pretrain', kills=2, seed=1, base=str(tmp_path),
+                      steps=8, phases=('broken', 'lost'), processes=2, timeout=600)
   assert s['ok'], json.dumps(s, indent=1, default=str)[-4000:]
-  kill = s['kills'][0]
-  assert (kill['phase'], kill['landed'], kill['broke_how']) == ('broken', True, 'arrays')
+  kills = {k['phase']: k for k in s['kills']}
+  assert sorted(kills) == ['broken', 'lost'] and all(k['landed'] for k in s['kills'])
+  kill = kills['broken']
+  assert kill['broke_how'] == 'arrays'
   # Fell back past the broken step to the one before, which is not step 0.
   assert 0 < kill['next_resumed_from'] == kill['committed_after'] < kill['broke']
   assert s['moved_aside'] == {'equal': True, 'expected': [str(kill['broke'])],
                               'found': [str(kill['broke'])]}
+  with open(tmp_path / 'logs' / f'killed_{kill["kill"]:02d}.log') as f:
+    log = f.read()
   with open(tmp_path / 'logs' / 'killed_final.log') as f:
-    assert 'restoring it failed on process(es) [1]' in f.read()
+    log += f.read()
+  assert 'restoring it failed on process(es) [1]' in log
+  lost = kills['lost']['lost']
+  assert lost['victim'] == 0 and lost['ok'], lost
+  survivor = lost['survivors'][1]
+  assert survivor['rc'] == 75 and survivor['exited_after_s'] < 60
+  assert (f'resumes from step {kills["lost"]["committed_after"]}, its newest '
+          'committed checkpoint') in survivor['last_line']
+  assert kills['lost']['next_resumed_from'] == kills['lost']['committed_after']
   assert s['final_state']['equal'] and s['metrics']['equal']
   assert s['eval_results_equal'] and not s['left_behind_at_end']
-  print(f'2 processes, 1 kill: {time.time() - t0:.0f} s')
+  print(f'2 processes, 2 kills: {time.time() - t0:.0f} s')
 
 
 def test_two_processes_fine_tuning_killed_writing_best_ends_bit_for_bit(tmp_path):
