@@ -37,7 +37,7 @@ of one run on localhost (jax.distributed, the 8 CPU devices split between
 them), and every kill SIGKILLs all of them, as a preempted slice would
 (``chaos_launch``). ``broken`` is only aimed at when asked for (``--phases``),
 and so is ``lost``: after a train step, process 0 (the coordinator), then
-another process, in turn, is SIGKILLed alone, as a lost VM is; every other
+another process (drawn once per run), in turn, is SIGKILLed alone, as a lost VM is; every other
 process must stop by itself within the heartbeat timeout (the launches get
 ``--heartbeat_timeout_s=15``) plus 45 s, with status 75 and a last line that
 names the lost process and the step the relaunch resumes from; the relaunch
