@@ -273,6 +273,22 @@ def test_npy_writer_header_rewritten(tmp_path):
   assert got.shape == (10, 3) and got[-1, 0] == 4
 
 
+def test_concatenate_copies_rows_through_a_small_buffer(tmp_path):
+  rng = np.random.RandomState(0)
+  parts = [rng.randn(n, 4, 3).astype(np.float32) for n in (7, 0, 5)]
+  paths = []
+  for i, x in enumerate(parts):
+    paths.append(str(tmp_path / f's{i}.npy'))
+    np.save(paths[-1], x)  # numpy's own header (not NpyWriter's)
+  out = str(tmp_path / 'out.npy')
+  writers.concatenate(paths, out, (4, 3), np.float32, chunk_bytes=40)
+  np.testing.assert_array_equal(np.load(out), np.concatenate(parts))
+  np.save(paths[1], np.zeros((2, 4, 2), np.float32))
+  with pytest.raises(ValueError, match='expected'):
+    writers.concatenate(paths, str(tmp_path / 'bad.npy'), (4, 3), np.float32)
+  assert not os.path.exists(tmp_path / 'bad.npy')
+
+
 def test_assign_rows_fills_rows_without_overflow():
   rng = np.random.RandomState(0)
   lengths = rng.randint(2, 17, size=200)
