@@ -1,6 +1,10 @@
-"""Test set-up: 8 fake CPU devices, set before jax is imported anywhere."""
+"""Test set-up: 8 fake CPU devices and cheap compiles (tests/xla_env.py), set
+before jax is imported anywhere."""
 import os
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+
+from tests import xla_env
+
+os.environ.setdefault('XLA_FLAGS', xla_env.DEFAULT)
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')

@@ -19,6 +19,7 @@ from bert_jax.configs import pretrain
 from experiments.scaling import aot
 from experiments.scaling import aot_report
 from experiments.scaling import aot_topology
+from tests import xla_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_libtpu = pytest.mark.skipif(
@@ -151,7 +152,7 @@ def test_config_the_trainer_would_reject_fails_loudly():
 def test_command_line_on_fake_devices(tmp_path):
   out = tmp_path / 'aot.json'
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+             XLA_FLAGS=xla_env.flags(2))
   proc = subprocess.run(
       [sys.executable, '-m', 'experiments.scaling.aot',
        '--config=configs/finetune.py:task=sst2,runlocal', '--topology=v5e:1x2',

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from tests import xla_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'experiments', 'benchmarks', 'benchmark_finetune.py')
@@ -38,7 +39,7 @@ def test_benchmark_finetune_writes_the_report(tmp_path):
   model = _tiny_hf_model(str(tmp_path / 'hf'))
   out = tmp_path / 'bench.json'
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=1')
+             XLA_FLAGS=xla_env.flags(1))
   proc = subprocess.run(
       [sys.executable, SCRIPT, '--hf_model', model, '--train', '32', '--dev',
        '16', '--classes', '2', '--epochs', '1', '--batch', '16',

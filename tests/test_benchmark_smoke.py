@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from tests import xla_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'experiments', 'benchmarks', 'benchmark_step.py')
@@ -29,7 +30,7 @@ def test_benchmark_writes_the_report(tmp_path):
   env = dict(os.environ)
   # Two fake devices: the mesh puts both on `data`, so the batch is sharded,
   # and the run stays quick on a 2-core machine (8 devices triple the time).
-  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
+  env['XLA_FLAGS'] = xla_env.flags(2)
   env['JAX_PLATFORMS'] = 'cpu'
   proc = subprocess.run(
       [sys.executable, SCRIPT, '--size', 'tiny', '--batch', '8', '--seq_len',

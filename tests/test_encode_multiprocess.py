@@ -16,6 +16,7 @@ from flax import linen as nn
 from bert_jax import encode, pretrained
 from bert_jax.models import BertForPreTraining, config_for_size
 from bert_jax.text import load_tokenizer
+from tests import xla_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 6 shards of 4 texts (the last one 3): process 0 encodes shards 0, 2, 4 and
@@ -68,7 +69,7 @@ def test_two_processes_write_one_output_in_order(tiny_ckpt, tmp_path):
   assert want.shape == (23, 32)
 
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             XLA_FLAGS=xla_env.flags(4),
              PYTHONPATH=ROOT)
   port = _free_port()
   two = str(tmp_path / 'two.npy')

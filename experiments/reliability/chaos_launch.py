@@ -43,6 +43,14 @@ def launch_env(cache_dir: str) -> dict[str, str]:
   return env
 
 
+def device_flags(env: dict[str, str], devices: int) -> str:
+  """ENV's XLA_FLAGS with DEVICES fake CPU devices; its other flags kept
+  (e.g. the tests' cheaper compiles, the same in every launch of a run)."""
+  rest = re.sub(r'--xla_force_host_platform_device_count=\d+', '',
+                env.get('XLA_FLAGS', '')).split()
+  return ' '.join([f'--xla_force_host_platform_device_count={devices}', *rest])
+
+
 def pause_env(points: list[str], seconds: float = 600.0,
               step: int | None = None) -> dict[str, str]:
   at = ','.join(p if step is None else f'{p}@{step}' for p in points)
@@ -92,8 +100,7 @@ class Launch:
       if processes > 1:
         args += [f'--coordinator_address=localhost:{port}',
                  f'--num_processes={processes}', f'--process_id={i}']
-        penv = dict(env, XLA_FLAGS='--xla_force_host_platform_device_count='
-                    f'{DEVICES // processes}')
+        penv = dict(env, XLA_FLAGS=device_flags(env, DEVICES // processes))
       if i:
         out = open(f'{log_path}.p{i}', 'w')  # pylint: disable=consider-using-with
         self._other_logs.append(out)

@@ -59,8 +59,10 @@ def _worker(workdir: str, port: int, index: int, align: bool) -> None:
 
 
 def _run_two(workdir, align: bool, timeout: int = 120):
-  from tests.train.test_multiprocess import _free_port  # pylint: disable=g-import-not-at-top
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+  # pylint: disable=g-import-not-at-top  (this file also runs as a script)
+  from tests import xla_env
+  from tests.train.test_multiprocess import _free_port
+  env = dict(os.environ, XLA_FLAGS=xla_env.flags(1),
              JAX_PLATFORMS='cpu')
   port = _free_port()
   procs = [subprocess.Popen(

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from tests.train.test_pretrain_run import ROOT, TINY
+from tests import xla_env
 
 
 def _free_port() -> int:
@@ -37,13 +38,13 @@ def _cmd(workdir, *extra):
 
 
 def test_two_processes_match_one(tmp_path):
-  env8 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+  env8 = dict(os.environ, XLA_FLAGS=xla_env.flags(8),
               JAX_PLATFORMS='cpu')
   one = subprocess.run(_cmd(tmp_path / 'one'), cwd=ROOT, env=env8,
                        capture_output=True, text=True, timeout=300)
   assert one.returncode == 0, one.stderr[-3000:]
 
-  env4 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+  env4 = dict(os.environ, XLA_FLAGS=xla_env.flags(4),
               JAX_PLATFORMS='cpu')
   port = _free_port()
   procs = [subprocess.Popen(
@@ -82,7 +83,7 @@ def _ft_cmd(workdir, init_from, *extra):
 def test_two_processes_finetune_like_one(tmp_path):
   """Fine-tuning: same losses and metrics, and the best checkpoint is saved
   from sharded params gathered over both processes."""
-  env8 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+  env8 = dict(os.environ, XLA_FLAGS=xla_env.flags(8),
               JAX_PLATFORMS='cpu')
   pre = subprocess.run(_cmd(tmp_path / 'pre', '--config.train.num_steps=2'),
                        cwd=ROOT, env=env8, capture_output=True, text=True,
@@ -91,7 +92,7 @@ def test_two_processes_finetune_like_one(tmp_path):
   one = subprocess.run(_ft_cmd(tmp_path / 'one', tmp_path / 'pre'), cwd=ROOT,
                        env=env8, capture_output=True, text=True, timeout=300)
   assert one.returncode == 0, one.stderr[-3000:]
-  env4 = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+  env4 = dict(os.environ, XLA_FLAGS=xla_env.flags(4),
               JAX_PLATFORMS='cpu')
   port = _free_port()
   procs = [subprocess.Popen(
@@ -121,7 +122,7 @@ KILL_ARGS = [*ARGS, '--config.model.num_layers=1', '--config.train.num_steps=100
 
 
 def _start_two(workdir):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
+  env = dict(os.environ, XLA_FLAGS=xla_env.flags(1),
              JAX_PLATFORMS='cpu')
   port = _free_port()
   return [subprocess.Popen(
@@ -172,7 +173,7 @@ def refused_two_process_run(workdir, holder_pid):
   """Launches 2 processes of a tiny run on WORKDIR, whose lock a live run
   (HOLDER_PID) holds: both must refuse before any setup, with status 2, and
   process 0 names the holder. Also used on gs:// (tests/train/test_gcs.py)."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+  env = dict(os.environ, XLA_FLAGS=xla_env.flags(4),
              JAX_PLATFORMS='cpu')
   port = _free_port()
   procs = [subprocess.Popen(
