@@ -14,6 +14,12 @@ the list short. ``commit`` is the commit the figures were measured at, or
 acknowledge it: ``stale="what changed"`` in the marker, shown next to the
 table for readers, stops it failing the check until the commit is moved on.
 
+A table kept as a record after the same figures were measured again (an
+earlier run under load, a profile of code since tuned) names its successor:
+``superseded_by=TABLE`` (another marker's ``table=``), with a visible
+**Superseded** line under it. It is ``superseded``, not stale, while that
+table exists and is ``ok``; otherwise it is checked like any other.
+
   python -m bert_jax.lab.stale                 # every marker: ok / STALE / unknown
   python -m bert_jax.lab.stale --strict        # exit 1 on any unacknowledged stale table
   python -m bert_jax.lab.stale --unmarked      # also: "Measured" sections without a marker
@@ -65,7 +71,7 @@ class Marker:
 @dataclasses.dataclass
 class Status:
   marker: Marker
-  state: str             # 'ok', 'stale', 'acknowledged', 'unknown', 'error'
+  state: str   # 'ok', 'stale', 'acknowledged', 'superseded', 'unknown', 'error'
   changed: list[str]     # `git diff --stat` lines of CODE since COMMIT.
   note: str = ''
 
@@ -144,6 +150,31 @@ def check(root: str, marker: Marker, head: str = 'HEAD') -> Status:
   return Status(marker, state, changed, marker.fields.get('stale', ''))
 
 
+def check_all(root: str, found: list[Marker], head: str = 'HEAD') -> list[Status]:
+  """``check`` for every marker, then ``superseded_by`` resolved: a table
+  whose named successor is ``ok`` is ``superseded``; a successor that is
+  missing or not ``ok`` leaves it as checked, with a note saying so."""
+  statuses = [check(root, m, head) for m in found]
+  by_table = {s.marker.fields['table']: s for s in statuses
+              if 'table' in s.marker.fields}
+  for s in statuses:
+    successor = s.marker.fields.get('superseded_by')
+    if not successor or s.state == 'error':
+      continue
+    after = by_table.get(successor)
+    if after is None:
+      s.note = (s.note + '; ' if s.note else '') + (
+          f'superseded_by={successor}: no table of that name')
+    elif after.state != 'ok':
+      s.note = (s.note + '; ' if s.note else '') + (
+          f'superseded_by={successor}: that table is {after.state}')
+    else:
+      s.state, s.changed = 'superseded', []
+      s.note = (f'by {successor} ({after.marker.file}:{after.marker.line}, '
+                f'commit={after.marker.commit})')
+  return statuses
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m bert_jax.lab.stale', description=__doc__.split('\n\n')[0],
@@ -164,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   rc = 0
   counts: dict[str, int] = {}
-  for m in found:
-    s = check(root, m, args.head)
+  for s in check_all(root, found, args.head):
+    m = s.marker
     counts[s.state] = counts.get(s.state, 0) + 1
     where = f'{m.file}:{m.line}'
     label = m.fields.get('table', '')

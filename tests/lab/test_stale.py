@@ -65,6 +65,39 @@ def test_fresh_then_stale_then_acknowledged(repo, capsys):
   assert stale.main(['--root', str(repo), '--strict']) == 1
 
 
+def test_superseded_only_while_its_successor_is_current(repo, capsys):
+  old = _git(repo, 'rev-parse', '--short', 'HEAD')
+  (repo / 'pkg' / 'models' / 'dropout.py').write_text('RATE = 0.2\n')
+  _git(repo, 'commit', '-qam', 'new dropout')
+  new = _git(repo, 'rev-parse', '--short', 'HEAD')
+
+  def write(successor):
+    (repo / 'docs' / 'results.md').write_text(
+        f'<!-- measured: commit={old} code="pkg/models" table=loaded '
+        f'superseded_by={successor} -->\n| a |\n| --- |\n| 1 |\n\n'
+        f'<!-- measured: commit={new} code="pkg/models" table=quiet -->\n'
+        '| a |\n| --- |\n| 2 |\n')
+
+  write('quiet')
+  by_table = {s.marker.fields['table']: s
+              for s in stale.check_all(str(repo), stale.markers(str(repo)))}
+  assert by_table['loaded'].state == 'superseded'
+  assert by_table['loaded'].changed == [] and 'quiet' in by_table['loaded'].note
+  assert stale.main(['--root', str(repo), '--strict']) == 0
+  capsys.readouterr()
+  # A successor that does not exist, or is itself stale, supersedes nothing.
+  write('nosuch')
+  assert stale.main(['--root', str(repo)]) == 1
+  assert 'no table of that name' in capsys.readouterr().out
+  write('quiet')
+  (repo / 'pkg' / 'models' / 'dropout.py').write_text('RATE = 0.3\n')
+  _git(repo, 'commit', '-qam', 'again')
+  states = sorted(s.state for s in stale.check_all(str(repo), stale.markers(str(repo))))
+  assert states == ['stale', 'stale']
+  assert stale.main(['--root', str(repo)]) == 1
+  assert 'that table is stale' in capsys.readouterr().out
+
+
 def test_unknown_and_bad_commits_and_unmarked_sections(repo, capsys):
   _doc(repo, 'unknown')
   [m] = stale.markers(str(repo))
