@@ -160,7 +160,11 @@ def test_builtin_corpus_with_real_vocab_pads_little(real_vocab_path):
       cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id)
   assert len(ex['input_ids']) > 3000
   # Measured figures are in docs/pretraining.md; guard against regressions.
-  assert pretraining.padding_fraction(ex) < 0.2
+  # The builtin corpus is the running Python's own documentation, so it
+  # differs by Python build (Debian's python3 lacks ctypes.macholib and has
+  # _dbm): seeds 0-2 gave 0.13-0.19 with pyenv's 3.11.7 and 0.11-0.21 with
+  # Debian's 3.11. A regression (e.g. a row per sentence) pads far more.
+  assert pretraining.padding_fraction(ex) < 0.25
 
 
 def test_no_word_is_defined_once():
