@@ -95,3 +95,84 @@ def test_two_processes_write_one_output_in_order(tiny_ckpt, tmp_path):
   np.testing.assert_allclose(got, want, atol=1e-6)
   assert sorted(os.listdir(tmp_path)) == ['corpus.txt', 'one.npy', 'two',
                                           'two.npy']
+
+
+# One command in each process; FAIL_PROCESS's part of the encoding raises
+# (FAIL_HOW=raise) or the process dies at once (FAIL_HOW=kill, SIGKILL).
+FAILING_DRIVER = '''
+import os, signal, sys
+from bert_jax import encode
+from bert_jax.encode import stream
+argv = sys.argv[1:]
+if os.environ.get('FAIL_PROCESS') == argv[argv.index('--process_id') + 1]:
+  def run(*args, **kwargs):
+    if os.environ['FAIL_HOW'] == 'kill':
+      os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError('injected failure in this process')
+  stream.run = run
+sys.exit(encode.main(argv))
+'''
+
+
+def _two_processes(args, env_extra=None, timeout=240):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=xla_env.flags(4),
+             PYTHONPATH=ROOT, **(env_extra or {}))
+  env.pop('BERT_JAX_TRACEBACK', None)
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, '-c', FAILING_DRIVER, *args,
+       '--coordinator_address', f'localhost:{port}', '--num_processes', '2',
+       '--process_id', str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=timeout)[0] for p in procs]
+  finally:
+    for p in procs:  # A hang fails the test without leaving processes behind.
+      p.kill()
+  return [p.returncode for p in procs], outs
+
+
+@pytest.mark.parametrize('how', ['raise', 'kill'])
+def test_a_failed_or_lost_process_stops_the_other_with_a_message_and_a_rerun_resumes(
+    tiny_ckpt, tmp_path, how):
+  # Before: the other process waited in its barrier until a timeout of the
+  # coordination service (the heartbeat's 100 s after a kill; more than the
+  # 240 s here when the failed process was alive in jax's shutdown barrier),
+  # then aborted from C++ (status 134, a stack trace, no word on what to do).
+  corpus = tmp_path / 'corpus.txt'
+  corpus.write_text(''.join(t + '\n' for t in TEXTS), encoding='utf-8')
+  out = str(tmp_path / 'out.npy')
+  args = ['--checkpoint', tiny_ckpt, '--input', str(corpus), '--shard_size',
+          '4', '--max_length', '32', '--quiet', '--output', out]
+  codes, outs = _two_processes(args, {'FAIL_PROCESS': '1', 'FAIL_HOW': how})
+  if how == 'raise':
+    assert codes[1] == 1 and 'injected failure in this process' in outs[1]
+    want = 'process 1 failed before getting there'
+  else:
+    assert codes[1] == -9
+    want = 'another process was lost before getting there'
+  assert codes[0] == 75, outs[0][-3000:]
+  assert (f'error: process 0 of 2 stopped at "bert_jax.encode: shards '
+          f'written": {want}') in outs[0]
+  assert 'run the same command in every process again to resume' in outs[0]
+  assert 'Check failure stack trace' not in outs[0]
+  assert not os.path.exists(out)
+
+  # Process 0's three shards were kept: the rerun encodes only process 1's.
+  codes, outs = _two_processes(args)
+  assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+  assert '(resumed after 12) by 2 processes' in outs[0]
+  want_vectors = np.load(out)
+  one = str(tmp_path / 'one.npy')
+  assert encode.main(args[:-1] + [one]) == 0
+  np.testing.assert_allclose(want_vectors, np.load(one), atol=1e-6)
+
+
+def test_one_process_meets_no_one_and_its_error_goes_on():
+  from bert_jax.encode import hosts
+  assert hosts.agree('x') == [] and hosts.agree('x', failed=True) == [0]
+  with pytest.raises(ValueError, match='mine'):
+    with hosts.until('a point'):
+      raise ValueError('mine')
+  with hosts.until('a point'):
+    pass

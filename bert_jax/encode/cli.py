@@ -114,7 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the command; a bad input prints 'error: ...' and returns 2."""
+  """Runs the command; a bad input prints 'error: ...' and returns 2.
+
+  With several processes, one that stops because another failed or was lost
+  prints 'error: ...' and returns ``hosts.EXIT_PEER_FAILED`` (75); when the
+  other was lost (its collective broke) it exits the process with that status
+  at once, skipping jax.distributed's shutdown (which would wait for the lost
+  process and then abort).
+  """
   parser = build_parser()
   args = parser.parse_args(argv)
   if args.input and args.texts:
@@ -130,6 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     print(errors.one_line(e), file=sys.stderr)
     return errors.EXIT_USER_ERROR
+  except hosts.PeerError as e:
+    print(f'error: {e} The complete shards are kept: run the same command in '
+          'every process again to resume.', file=sys.stderr)
+    if isinstance(e, hosts.PeerLost):
+      # jax.distributed's shutdown at exit would wait for the lost process
+      # until the heartbeat timeout and then abort (status 134, a C++ stack
+      # trace): end here instead, with our status.
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(hosts.EXIT_PEER_FAILED)  # pylint: disable=protected-access
+    return hosts.EXIT_PEER_FAILED
 
 
 def _load(args):
@@ -159,9 +177,10 @@ def _encode_corpus(args) -> int:
   inputs_lib.check_fields(sources, fields)
   hosts.initialize(args.coordinator_address, args.num_processes,
                    args.process_id)
-  encoder = _load(args)
-  texts = inputs_lib.iter_texts(sources, fields, args.tfds_data_dir)
-  total = None if args.quiet else inputs_lib.count_texts(sources)
+  with hosts.until('bert_jax.encode: checkpoint loaded'):
+    encoder = _load(args)
+    texts = inputs_lib.iter_texts(sources, fields, args.tfds_data_dir)
+    total = None if args.quiet else inputs_lib.count_texts(sources)
   run_args = {'checkpoint': os.path.abspath(args.checkpoint),
               'input': list(args.input), 'field': args.field}
   summary = to_file.encode_to_file(

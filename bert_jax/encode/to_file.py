@@ -205,41 +205,42 @@ def encode_to_file(encoder, texts: Iterable[Any], output: str,
          'shard_size': shard_size, **(run_args or {})}
   folder = work_dir(output)
   index, count = jax.process_index(), jax.process_count()
-  # Every process checks (the same files: the same verdict), then process 0
-  # alone changes the folder, before any process writes a shard.
-  resume = check_output(output, run, shapes, overwrite)
-  meta = {'format': writers.FORMAT, 'run': run, 'shard_size': shard_size,
-          'complete': False}
-  if index == 0:
-    os.makedirs(folder, exist_ok=True)
-    if not resume:
-      _clear_folder(folder)
-      writers.write_json(os.path.join(folder, writers.META), meta)
-  hosts.barrier('bert_jax.encode: output ready')
-  done = writers.complete_shards(folder, shapes)
-  part = hosts.Slice(shard_size, index, count, done)
-  writer = writers.ShardedWriter(folder, shapes, shard_size, part.indices())
-  mine = sum(rows for i, rows in done.items() if i % count == index)
-  progress = None if quiet else Progress(total if count == 1 else None,
-                                         start_at=mine)
-  try:
-    summary = stream.run(encoder, part.texts(texts), writer, pooling,
-                         token_states, progress=progress, **stream_args)
-  except BaseException:
-    writer.abort()
-    raise
-  writer.close()
-  if progress is not None:
-    progress.close()
-  summary['resumed_from'] = mine
-  summary['encoded'] = summary['num_texts']
-  writers.write_json(os.path.join(folder, SUMMARY.format(index)), summary)
-  hosts.barrier('bert_jax.encode: shards written')
-  if index == 0:
-    summary, shards = _merge(folder, count, part.num_texts, shard_size, shapes)
-    summary['processes'] = count
-    _finish(output, folder, meta, summary, shards, shapes)
-  hosts.barrier('bert_jax.encode: output written')
+  with hosts.until('bert_jax.encode: output ready'):
+    # Every process checks (the same files: the same verdict), then process 0
+    # alone changes the folder, before any process writes a shard.
+    resume = check_output(output, run, shapes, overwrite)
+    meta = {'format': writers.FORMAT, 'run': run, 'shard_size': shard_size,
+            'complete': False}
+    if index == 0:
+      os.makedirs(folder, exist_ok=True)
+      if not resume:
+        _clear_folder(folder)
+        writers.write_json(os.path.join(folder, writers.META), meta)
+  with hosts.until('bert_jax.encode: shards written'):
+    done = writers.complete_shards(folder, shapes)
+    part = hosts.Slice(shard_size, index, count, done)
+    writer = writers.ShardedWriter(folder, shapes, shard_size, part.indices())
+    mine = sum(rows for i, rows in done.items() if i % count == index)
+    progress = None if quiet else Progress(total if count == 1 else None,
+                                           start_at=mine)
+    try:
+      summary = stream.run(encoder, part.texts(texts), writer, pooling,
+                           token_states, progress=progress, **stream_args)
+    except BaseException:
+      writer.abort()
+      raise
+    writer.close()
+    if progress is not None:
+      progress.close()
+    summary['resumed_from'] = mine
+    summary['encoded'] = summary['num_texts']
+    writers.write_json(os.path.join(folder, SUMMARY.format(index)), summary)
+  with hosts.until('bert_jax.encode: output written'):
+    if index == 0:
+      summary, shards = _merge(folder, count, part.num_texts, shard_size,
+                               shapes)
+      summary['processes'] = count
+      _finish(output, folder, meta, summary, shards, shapes)
   if index != 0:
     summary = dict(summary, num_texts=part.num_texts, processes=count)
   return dict(summary, output=output)
