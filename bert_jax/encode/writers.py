@@ -104,14 +104,18 @@ def shard_path(directory: str, kind: str, index: int) -> str:
   return os.path.join(directory, f'{kind}-{index:05d}.npy')
 
 
+def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+  """(shape, fortran_order, dtype) of the open .npy file F, left at its data."""
+  version = np.lib.format.read_magic(f)
+  read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+          np.lib.format.read_array_header_2_0)
+  return read(f)
+
+
 def npy_rows(path: str) -> int:
   """The row count in a .npy file's header (the data is not read)."""
   with open(path, 'rb') as f:
-    version = np.lib.format.read_magic(f)
-    read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-            np.lib.format.read_array_header_2_0)
-    shape, _, _ = read(f)
-  return shape[0]
+    return _read_header(f)[0][0]
 
 
 def complete_shards(directory: str, kinds) -> dict[int, int]:
@@ -206,10 +210,7 @@ def concatenate(sources: list[str], path: str, row_shape: tuple[int, ...],
   try:
     for src in sources:
       with open(src, 'rb') as f:
-        version = np.lib.format.read_magic(f)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-                np.lib.format.read_array_header_2_0)
-        shape, fortran, src_dtype = read(f)
+        shape, fortran, src_dtype = _read_header(f)
         if (tuple(shape[1:]) != tuple(row_shape) or src_dtype != dtype
             or (fortran and len(shape) > 1)):
           raise ValueError(f'{src}: rows {shape[1:]} {src_dtype}, expected '
