@@ -99,12 +99,28 @@ def test_two_processes_write_one_output_in_order(tiny_ckpt, tmp_path):
 
 # One command in each process; FAIL_PROCESS's part of the encoding raises
 # (FAIL_HOW=raise) or the process dies at once (FAIL_HOW=kill, SIGKILL).
+# SLOW_META=1: process 0 writes meta.json slowly (its .partial first) and
+# process 1 checks the output a little later.
 FAILING_DRIVER = '''
-import os, signal, sys
+import os, signal, sys, time
 from bert_jax import encode
-from bert_jax.encode import stream
+from bert_jax.encode import stream, to_file, writers
 argv = sys.argv[1:]
-if os.environ.get('FAIL_PROCESS') == argv[argv.index('--process_id') + 1]:
+me = argv[argv.index('--process_id') + 1]
+if os.environ.get('SLOW_META') and me == '0':
+  write_json = writers.write_json
+  def slow_write_json(path, obj):
+    open(path + '.partial', 'w').close()
+    time.sleep(4)
+    write_json(path, obj)
+  writers.write_json = slow_write_json
+if os.environ.get('SLOW_META') and me == '1':
+  check_output = to_file.check_output
+  def late_check_output(*args, **kwargs):
+    time.sleep(2)
+    return check_output(*args, **kwargs)
+  to_file.check_output = late_check_output
+if os.environ.get('FAIL_PROCESS') == me:
   def run(*args, **kwargs):
     if os.environ['FAIL_HOW'] == 'kill':
       os.kill(os.getpid(), signal.SIGKILL)
@@ -166,6 +182,22 @@ def test_a_failed_or_lost_process_stops_the_other_with_a_message_and_a_rerun_res
   one = str(tmp_path / 'one.npy')
   assert encode.main(args[:-1] + [one]) == 0
   np.testing.assert_allclose(want_vectors, np.load(one), atol=1e-6)
+
+
+def test_no_process_checks_the_output_while_process_0_prepares_it(
+    tiny_ckpt, tmp_path):
+  # Before: the check and process 0's meta.json were not kept apart, and a
+  # process that checked while meta.json.partial existed refused the output
+  # ("the folder is not empty and holds no encode meta.json"): seen once in
+  # a full test run.
+  corpus = tmp_path / 'corpus.txt'
+  corpus.write_text(''.join(t + '\n' for t in TEXTS), encoding='utf-8')
+  out = str(tmp_path / 'out.npy')
+  args = ['--checkpoint', tiny_ckpt, '--input', str(corpus), '--shard_size',
+          '4', '--max_length', '32', '--quiet', '--output', out]
+  codes, outs = _two_processes(args, {'SLOW_META': '1'})
+  assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+  assert np.load(out).shape == (23, 32)
 
 
 def test_one_process_meets_no_one_and_its_error_goes_on():

@@ -205,12 +205,15 @@ def encode_to_file(encoder, texts: Iterable[Any], output: str,
          'shard_size': shard_size, **(run_args or {})}
   folder = work_dir(output)
   index, count = jax.process_index(), jax.process_count()
-  with hosts.until('bert_jax.encode: output ready'):
-    # Every process checks (the same files: the same verdict), then process 0
-    # alone changes the folder, before any process writes a shard.
+  # Every process checks (the same files: the same verdict), then process 0
+  # alone changes the folder, before any process writes a shard. The meeting
+  # between the two matters: a process still checking while process 0 writes
+  # meta.json would see a folder with meta.json.partial and no meta.json.
+  with hosts.until('bert_jax.encode: output checked'):
     resume = check_output(output, run, shapes, overwrite)
-    meta = {'format': writers.FORMAT, 'run': run, 'shard_size': shard_size,
-            'complete': False}
+  meta = {'format': writers.FORMAT, 'run': run, 'shard_size': shard_size,
+          'complete': False}
+  with hosts.until('bert_jax.encode: output ready'):
     if index == 0:
       os.makedirs(folder, exist_ok=True)
       if not resume:
